@@ -1,0 +1,108 @@
+"""Entry point of the ``medimg`` command.
+
+Each subcommand lives in ``medimg.cli.cmd_<name>`` and exposes ``add_parser(subparsers, parents)`` and
+``run(args) -> int``. Modules are imported only for the command that runs, so ``medimg --help`` stays instant.
+Errors the library raises on purpose (:class:`medimg.core.errors.MedimgError`) become one line on stderr and
+exit code 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Sequence
+
+__all__ = ["main", "build_parser"]
+
+#: subcommand -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "info": ("medimg.cli.cmd_info", "describe an image, DICOM series or folder (no identifying values)"),
+    "convert": ("medimg.cli.cmd_convert", "convert between DICOM, NIfTI, NRRD, MHA, PNG/JPEG/TIFF and NPZ"),
+    "preprocess": ("medimg.cli.cmd_preprocess", "window, normalise, resample, reorient, crop, filter, N4"),
+    "deid": ("medimg.cli.cmd_deid", "de-identify DICOM files (PS3.15 Annex E basic profile)"),
+    "demo": ("medimg.cli.cmd_demo", "run the main job on the CT sample shipped with medimg"),
+}
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_BAD_INPUT = 2
+
+
+def _common_options() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--quiet", "-q", action="store_true", help="print only errors")
+    common.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    return common
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    from medimg import __version__
+
+    common = _common_options()
+    parser = argparse.ArgumentParser(
+        prog="medimg",
+        description="Medical image processing: DICOM/NIfTI I/O, preprocessing, classical and deep-learning "
+        "analysis on an ordinary CPU.",
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"medimg {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # Import only the module of the command being run (or all of them for --help listings).
+    wanted = None
+    if argv:
+        wanted = next((a for a in argv if not a.startswith("-")), None)
+    for name, (module, help_text) in COMMANDS.items():
+        if wanted in COMMANDS and name != wanted:
+            sub.add_parser(name, help=help_text, parents=[common])
+            continue
+        mod = importlib.import_module(module)
+        mod.add_parser(sub, parents=[common], help=help_text)
+    return parser
+
+
+def _configure_logging(quiet: bool, debug: bool) -> None:
+    level = logging.DEBUG if debug else (logging.WARNING if quiet else logging.INFO)
+    logging.basicConfig(level=level, format="%(message)s" if not debug else "%(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    if not debug:
+        for noisy in ("pydicom", "PIL", "matplotlib"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return EXIT_BAD_INPUT
+    _configure_logging(args.quiet, args.debug)
+    module = importlib.import_module(COMMANDS[args.command][0])
+    from medimg.core.errors import MedimgError
+
+    try:
+        return int(module.run(args) or EXIT_OK)
+    except MedimgError as exc:
+        if args.debug:
+            raise
+        print(f"medimg {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"medimg {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print(f"medimg {args.command}: error: out of memory; the input is too large for this machine. "
+              "Fix: crop or downsample the input first", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Exception as exc:  # noqa: BLE001 - last-resort guard: one line instead of a traceback
+        if args.debug:
+            raise
+        print(f"medimg {args.command}: internal error: {type(exc).__name__}: {exc} "
+              "(this is a bug; run again with --debug and report the traceback)", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
