@@ -30,22 +30,28 @@ EXIT_INTERNAL = 1
 EXIT_BAD_INPUT = 2
 
 
-def _common_options() -> argparse.ArgumentParser:
+def _common_options(*, top: bool) -> argparse.ArgumentParser:
+    """--quiet/--debug, accepted before and after the subcommand.
+
+    The subcommand copies use SUPPRESS as default so that they do not reset a flag given before the
+    subcommand (``medimg --quiet deid ...``).
+    """
+    default = False if top else argparse.SUPPRESS
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--quiet", "-q", action="store_true", help="print only errors")
-    common.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    common.add_argument("--quiet", "-q", action="store_true", default=default, help="print only errors")
+    common.add_argument("--debug", action="store_true", default=default, help="show tracebacks and debug logs")
     return common
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     from medimg import __version__
 
-    common = _common_options()
+    common = _common_options(top=False)
     parser = argparse.ArgumentParser(
         prog="medimg",
         description="Medical image processing: DICOM/NIfTI I/O, preprocessing, classical and deep-learning "
         "analysis on an ordinary CPU.",
-        parents=[common],
+        parents=[_common_options(top=True)],
     )
     parser.add_argument("--version", action="version", version=f"medimg {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 __all__ = ["Space", "Kind", "Modality"]
 
 
-class Space(str, Enum):
+class Space(StrEnum):
     """Patient coordinate system of physical coordinates. The library works in LPS (DICOM, ITK)."""
 
     LPS = "LPS"
     RAS = "RAS"
 
 
-class Kind(str, Enum):
+class Kind(StrEnum):
     """What the voxel values mean; decides interpolation and which operations make sense."""
 
     INTENSITY = "intensity"
@@ -22,7 +22,7 @@ class Kind(str, Enum):
     PROBABILITY = "probability"
 
 
-class Modality(str, Enum):
+class Modality(StrEnum):
     """Acquisition modality (DICOM Modality codes where they exist)."""
 
     CT = "CT"
@@ -39,7 +39,7 @@ class Modality(str, Enum):
     UNKNOWN = "UNKNOWN"
 
     @classmethod
-    def parse(cls, value: object) -> "Modality":
+    def parse(cls, value: object) -> Modality:
         """Map a tag value or string to a Modality, UNKNOWN when unrecognised."""
         try:
             return cls(str(value).strip().upper())

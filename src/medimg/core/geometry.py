@@ -88,7 +88,8 @@ class Geometry:
         if not np.allclose(d.T @ d, np.eye(3), atol=1e-4):
             raise InvalidParameterError(
                 "direction is not orthonormal", parameter="direction", expected="orthonormal columns",
-                found=np.round(d, 4).tolist(), fix="normalise the direction cosines (e.g. from ImageOrientationPatient)",
+                found=np.round(d, 4).tolist(),
+                fix="normalise the direction cosines (e.g. from ImageOrientationPatient)",
             )
         object.__setattr__(self, "spacing", spacing)
         object.__setattr__(self, "origin", origin)
@@ -132,7 +133,7 @@ class Geometry:
         pts = np.asarray(points, dtype=float) - np.asarray(self.origin)
         return (pts @ self.direction_matrix) / np.asarray(self.spacing)
 
-    def replace(self, **changes: object) -> "Geometry":
+    def replace(self, **changes: object) -> Geometry:
         """A copy with some fields changed (validated again)."""
         values = {
             "spacing": self.spacing, "origin": self.origin, "direction": self.direction, "space": self.space,
@@ -141,7 +142,7 @@ class Geometry:
         return Geometry(**values)  # type: ignore[arg-type]
 
     # ---- comparison ----------------------------------------------------------------------------------------
-    def differences(self, other: "Geometry", *, atol_mm: float = 1e-3, atol_direction: float = 1e-4) -> list[str]:
+    def differences(self, other: Geometry, *, atol_mm: float = 1e-3, atol_direction: float = 1e-4) -> list[str]:
         """Human-readable differences with ``other``; an empty list when they match within tolerance."""
         out = []
         if self.space != other.space:
@@ -155,11 +156,11 @@ class Geometry:
                        f"{np.round(other.direction_matrix, 4).tolist()}")
         return out
 
-    def is_close(self, other: "Geometry", *, atol_mm: float = 1e-3, atol_direction: float = 1e-4) -> bool:
+    def is_close(self, other: Geometry, *, atol_mm: float = 1e-3, atol_direction: float = 1e-4) -> bool:
         """True when spacing, origin and direction agree within tolerance and the space is the same."""
         return not self.differences(other, atol_mm=atol_mm, atol_direction=atol_direction)
 
-    def check_same(self, other: "Geometry", *, what: str = "images", atol_mm: float = 1e-3,
+    def check_same(self, other: Geometry, *, what: str = "images", atol_mm: float = 1e-3,
                    atol_direction: float = 1e-4) -> None:
         """Raise :class:`GeometryMismatchError` naming the differing field when the grids differ."""
         diffs = self.differences(other, atol_mm=atol_mm, atol_direction=atol_direction)

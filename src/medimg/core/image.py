@@ -31,7 +31,7 @@ def _jsonable(value: Any) -> Any:
         return value.tolist()
     if isinstance(value, np.generic):
         return value.item()
-    if hasattr(value, "value") and isinstance(getattr(value, "value"), (str, int)):
+    if hasattr(value, "value") and isinstance(value.value, (str, int)):
         return value.value
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
@@ -122,7 +122,7 @@ class Image:
         metadata: Mapping[str, Any] | None = None,
         channel_axis: int | None = None,
         copy: bool = True,
-    ) -> "Image":
+    ) -> Image:
         """Build an Image from a plain array.
 
         Args:
@@ -214,7 +214,7 @@ class Image:
         return sx * sy * sz
 
     # ---- derivation ----------------------------------------------------------------------------------------
-    def replace(self, **changes: Any) -> "Image":
+    def replace(self, **changes: Any) -> Image:
         """A new Image with some fields replaced (history unchanged unless given)."""
         values = {
             "voxels": self.voxels, "geometry": self.geometry, "kind": self.kind,
@@ -232,7 +232,7 @@ class Image:
         geometry: Geometry | None = None,
         kind: Kind | None = None,
         metadata: Mapping[str, Any] | None = None,
-    ) -> "Image":
+    ) -> Image:
         """A new Image produced by an operation: new voxels, the operation recorded in the history."""
         return Image(
             voxels=voxels,
@@ -242,14 +242,14 @@ class Image:
             history=self.history + (Operation(operation, params or {}),),
         )
 
-    def with_metadata(self, **updates: Any) -> "Image":
+    def with_metadata(self, **updates: Any) -> Image:
         """A new Image whose metadata has some entries added or replaced."""
         meta = dict(self.metadata)
         meta.update(updates)
         return self.replace(metadata=meta)
 
     # ---- comparison ----------------------------------------------------------------------------------------
-    def check_same_grid(self, other: "Image", *, what: str = "images", atol_mm: float = 1e-3) -> None:
+    def check_same_grid(self, other: Image, *, what: str = "images", atol_mm: float = 1e-3) -> None:
         """Raise :class:`GeometryMismatchError` when ``other`` does not lie on the same voxel grid."""
         if self.spatial_shape != other.spatial_shape:
             raise GeometryMismatchError(

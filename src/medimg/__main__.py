@@ -1,0 +1,5 @@
+import sys
+
+from medimg.cli.main import main
+
+sys.exit(main())

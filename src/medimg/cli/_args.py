@@ -1,0 +1,55 @@
+"""Small argument parsers shared by the subcommands (each raises InvalidParameterError naming the option)."""
+
+from __future__ import annotations
+
+from medimg.core.errors import InvalidParameterError
+
+
+def parse_floats(text: str | None, *, option: str, count: tuple[int, ...] = (2, 3)) -> tuple[float, ...] | None:
+    """Parse 'a,b[,c]' into floats; None stays None."""
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.replace("x", ",").split(",") if v.strip())
+    except ValueError as exc:
+        raise InvalidParameterError(
+            "not a list of numbers", parameter=option, expected=f"{' or '.join(map(str, count))} comma-separated "
+            "numbers, e.g. 1.5,1.5,2", found=repr(text), fix=f"write {option} like 1.5,1.5,2",
+        ) from exc
+    if len(values) not in count:
+        raise InvalidParameterError(
+            "wrong number of values", parameter=option, expected=f"{' or '.join(map(str, count))} values",
+            found=f"{len(values)} values ({text})", fix=f"write {option} like 1.5,1.5,2",
+        )
+    return values
+
+
+def parse_series(text: str | None) -> str | int | None:
+    """--series accepts an index (as listed by `medimg info`) or a SeriesInstanceUID."""
+    if text is None:
+        return None
+    return int(text) if text.isdigit() else text
+
+
+def add_read_options(parser) -> None:
+    """Options every command that reads an image accepts."""
+    parser.add_argument("--series", metavar="INDEX|UID",
+                        help="DICOM folder with several series: which one to read (see `medimg info`)")
+    parser.add_argument("--spacing", metavar="SX,SY[,SZ]",
+                        help="voxel spacing in mm for inputs without one (PNG/JPEG/TIFF/NPZ, DICOM without "
+                        "PixelSpacing)")
+    parser.add_argument("--allow-gaps", action="store_true",
+                        help="DICOM: resample a series with uneven slice spacing or a missing slice onto an "
+                        "even grid instead of refusing it")
+
+
+def read_input(args):
+    """Read args.input with the shared read options."""
+    from medimg.io import read
+
+    return read(
+        args.input,
+        series=parse_series(getattr(args, "series", None)),
+        spacing=parse_floats(getattr(args, "spacing", None), option="--spacing"),
+        on_gap="resample" if getattr(args, "allow_gaps", False) else "error",
+    )

@@ -1,0 +1,35 @@
+"""`medimg convert IN OUT`: read any supported input, write the format of OUT's extension."""
+
+from __future__ import annotations
+
+import argparse
+
+from medimg.cli._args import add_read_options, read_input
+
+
+def add_parser(subparsers, *, parents, help: str) -> None:  # noqa: A002 - argparse's own keyword
+    p = subparsers.add_parser(
+        "convert", parents=parents, help=help,
+        description="Convert an image. The output format follows OUT's extension (.nii.gz, .nii, .nrrd, .mha, "
+        ".mhd, .png, .jpg, .tif, .npz); OUT without extension writes a DICOM series folder (inputs that came "
+        "from DICOM only). OUT is written atomically and never overwrites IN.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("input", help="image file, DICOM file/folder/DICOMDIR/zip")
+    p.add_argument("output", help="output file (or folder for DICOM)")
+    p.add_argument("--label", action="store_true", help="the input is a label map (kept integer)")
+    add_read_options(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from medimg.core.enums import Kind
+    from medimg.io import write
+
+    image = read_input(args)
+    if args.label:
+        image = image.replace(kind=Kind.LABEL)
+    out = write(image, args.output, inputs=[args.input])
+    if not args.quiet:
+        sx, sy, sz = image.geometry.spacing
+        print(f"wrote {out}: {image.spatial_shape[::-1]} voxels (x, y, z) at {sx:.4g} x {sy:.4g} x {sz:.4g} mm")
+    return 0

@@ -1,0 +1,142 @@
+"""`medimg demo`: the main job on the CT series shipped inside the package.
+
+Reads the 20-slice JPEG 2000 CT series (TotalSegmentator sample, CC BY 4.0), prints what it found, and writes
+into an output folder: the volume as NIfTI, a soft-tissue-windowed copy resampled to 1.5 mm, a PNG montage in
+the lung and bone windows, and a JSON summary. The folder is built beside the target and moved into place
+only when everything succeeded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+SUMMARY_NAME = "summary.json"
+_MARKER = "medimg_demo"
+
+
+def add_parser(subparsers, *, parents, help: str) -> None:  # noqa: A002
+    p = subparsers.add_parser(
+        "demo", parents=parents, help=help,
+        description="Run the main job on the CT sample shipped with medimg and write the results to --out.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--out", default="demo_output", help="output folder (created; a previous demo folder is "
+                   "replaced, any other non-empty folder is refused)")
+    p.add_argument("--input", default=None, help="use this DICOM series instead of the shipped sample")
+    p.add_argument("--spacing", default="1.5,1.5,1.5", help="resampling target spacing in mm (x,y,z)")
+
+
+def sample_path() -> Path:
+    """Folder of the CT sample shipped with the package."""
+    from importlib.resources import files
+
+    return Path(str(files("medimg") / "data" / "ct_sample"))
+
+
+def _check_output_folder(out: Path) -> None:
+    from medimg.core.errors import ImageWriteError
+
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        if not (out / SUMMARY_NAME).exists() or _MARKER not in (out / SUMMARY_NAME).read_text(errors="ignore"):
+            raise ImageWriteError(
+                "output folder exists and is not a previous demo output", path=out,
+                expected="a new folder, an empty one, or an earlier `medimg demo` output",
+                found="other content", fix="choose another folder with --out",
+            )
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    import medimg
+    from medimg.cli._args import parse_floats
+    from medimg.cli.progress import Progress
+    from medimg.core.image import Image
+    from medimg.io import read, write
+    from medimg.io._files import same_path
+    from medimg.preprocess import resample, window
+    from medimg.report import image_summary, montage
+
+    out = Path(args.out)
+    src = Path(args.input) if args.input else sample_path()
+    spacing = parse_floats(args.spacing, option="--spacing", count=(3,))
+    if same_path(out, src):
+        from medimg.core.errors import ImageWriteError
+
+        raise ImageWriteError("output folder is the input folder", path=out, fix="choose another --out")
+    _check_output_folder(out)
+    say = (lambda *a: None) if args.quiet else print
+    progress = Progress(5, quiet=args.quiet)
+    t0 = time.perf_counter()
+
+    ct = read(src)
+    progress.step("read the DICOM series")
+    s = image_summary(ct)
+    meta = s.get("metadata", {})
+    say(f"input:        {src}")
+    say(f"found:        {meta.get('modality', '?')} series '{meta.get('series_description', '')}', "
+        f"{s['size_xyz'][0]} x {s['size_xyz'][1]} x {s['size_xyz'][2]} voxels, "
+        f"{' x '.join(f'{v:.3g}' for v in s['spacing_mm'])} mm, orientation {s['orientation']}, "
+        f"transfer syntax {meta.get('transfer_syntax', '?')}")
+    it = s["intensity"]
+    say(f"intensity:    {it['min']:.0f} .. {it['max']:.0f} HU (mean {it['mean']:.1f})")
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(os.path.abspath(out)).parent / f".{out.name}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        files: dict[str, str] = {}
+        write(ct, tmp / "ct.nii.gz", inputs=[src])
+        files["volume"] = "ct.nii.gz"
+        progress.step("wrote the volume as NIfTI")
+
+        resampled = resample(ct, spacing_mm=spacing)
+        soft = window(resampled, preset="abdomen")
+        name = f"ct_abdomen_window_{spacing[0]:g}mm.nii.gz"
+        write(soft, tmp / name)
+        files["windowed_resampled"] = name
+        progress.step(f"windowed (abdomen) and resampled to {spacing} mm")
+
+        lung = window(ct, preset="lung").voxels[0]
+        bone = window(ct, preset="bone").voxels[0]
+        nz = ct.spatial_shape[0]
+        picks = sorted({int(round(f * (nz - 1))) for f in (0.1, 0.37, 0.63, 0.9)})
+        tiles = [lung[k] for k in picks] + [bone[k] for k in picks]
+        labels = [f"lung  z={k}" for k in picks] + [f"bone  z={k}" for k in picks]
+        rgb = montage(tiles, columns=len(picks), labels=labels)
+        write(Image.from_array(rgb, channel_axis=-1), tmp / "montage_lung_bone.png")
+        files["montage"] = "montage_lung_bone.png"
+        progress.step("drew the lung/bone montage")
+
+        hu = ct.voxels[0].astype(np.float32)
+        summary = {
+            _MARKER: True,
+            "medimg_version": medimg.__version__,
+            "input": "shipped CT sample (TotalSegmentator, CC BY 4.0)" if args.input is None else str(src),
+            "image": s,
+            "hu_fractions": {
+                "air (< -900 HU)": round(float((hu < -900).mean()), 4),
+                "lung (-900..-500 HU)": round(float(((hu >= -900) & (hu < -500)).mean()), 4),
+                "soft tissue (-100..100 HU)": round(float(((hu >= -100) & (hu <= 100)).mean()), 4),
+                "bone (> 300 HU)": round(float((hu > 300).mean()), 4),
+            },
+            "windowed_resampled": image_summary(soft),
+            "outputs": files,
+            "seconds": round(time.perf_counter() - t0, 2),
+        }
+        (tmp / SUMMARY_NAME).write_text(json.dumps(summary, indent=2))
+        progress.step("wrote the JSON summary")
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    say(f"wrote {out}/: " + ", ".join(sorted(files.values())) + f", {SUMMARY_NAME}")
+    return 0

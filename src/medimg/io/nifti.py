@@ -1,0 +1,307 @@
+"""NIfTI-1/NIfTI-2 reading and writing (``.nii``, ``.nii.gz``) through nibabel.
+
+This module owns the RAS<->LPS flip for NIfTI: NIfTI affines map voxel indices to RAS mm, the library works in
+LPS, so ``LPS affine = diag(-1, -1, 1, 1) @ RAS affine``. NIfTI data are indexed ``(i, j, k[, t])`` = x, y, z,
+so the reader transposes to the library's ``(C, Z, Y, X)`` (a 4th axis becomes channels) and the writer
+transposes back.
+
+Which affine is used (the same choice as nibabel's ``get_best_affine``; the one used is recorded in
+``metadata["affine_source"]``):
+
+1. the sform when ``sform_code > 0`` and its 3x3 part has orthogonal columns;
+2. otherwise the qform when ``qform_code > 0`` (a quaternion: orthogonal by construction; this is also what
+   ITK does with a sheared sform);
+3. otherwise a sheared sform whose columns deviate from orthogonal by at most ``SHEAR_TOLERANCE`` (rounding
+   by other tools) is projected onto the nearest orthonormal direction (polar decomposition), with a warning;
+   a larger shear is refused with :class:`ImageReadError`, since an Image's direction must be orthonormal;
+4. with neither code set, nibabel's fall-back affine from ``pixdim`` (recorded as ``"pixdim"``).
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import os
+import zlib
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+from nibabel.filebasedimages import ImageFileError
+
+from medimg.core.enums import Kind, Space
+from medimg.core.errors import ImageReadError, ImageWriteError
+from medimg.core.geometry import Geometry
+from medimg.core.image import Image
+from medimg.io._files import check_input, compound_suffix
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["NIFTI_EXTENSIONS", "SHEAR_TOLERANCE", "read_nifti", "write_nifti"]
+
+#: Largest deviation of the normalised affine columns from orthonormal that is projected away (see module doc).
+SHEAR_TOLERANCE = 1e-3
+#: File extensions :func:`write_nifti` accepts.
+NIFTI_EXTENSIONS = (".nii", ".nii.gz")
+
+_LPS_FROM_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+_INTENT_LABEL = 1002  # NIFTI_INTENT_LABEL
+_READ_ERRORS = (ImageFileError, OSError, EOFError, zlib.error, ValueError, TypeError, MemoryError)
+
+
+def _raw_bytes(path: Path) -> bytes:
+    """The uncompressed bytes of a .nii or .nii.gz file (gzip detected by its magic bytes)."""
+    data = path.read_bytes()
+    if data[:2] == b"\x1f\x8b":
+        try:
+            data = gzip.decompress(data)
+        except (EOFError, zlib.error, OSError) as exc:
+            raise ImageReadError(
+                "corrupt or truncated gzip stream", path=path, expected="a complete gzip-compressed NIfTI file",
+                found=f"{type(exc).__name__}: {exc}",
+                fix="the file was probably cut short during copy or download; copy it again",
+            ) from exc
+    return data
+
+
+def _load(path: Path) -> nib.Nifti1Image | nib.Nifti2Image:
+    if compound_suffix(path) in (".hdr", ".img"):  # NIfTI-1 pair: nibabel finds the partner file itself
+        try:
+            return nib.load(path)
+        except _READ_ERRORS as exc:
+            raise ImageReadError(
+                "unreadable NIfTI header/image pair", path=path, found=f"{type(exc).__name__}: {exc}",
+                fix="check both the .hdr and the .img file are present and complete",
+            ) from exc
+    data = _raw_bytes(path)
+    if len(data) >= 348 and data[344:348] in (b"n+1\x00", b"ni1\x00"):
+        klass: Any = nib.Nifti1Image
+    elif len(data) >= 540 and data[4:8] == b"n+2\x00":
+        klass = nib.Nifti2Image
+    else:
+        raise ImageReadError(
+            "not a NIfTI file", path=path, expected="a NIfTI-1 or NIfTI-2 header (magic 'n+1' or 'n+2')",
+            found=f"{len(data)} bytes without a NIfTI magic string",
+            fix="check the file is really NIfTI (read it with medimg.io.read to detect the format)",
+        )
+    try:
+        return klass.from_bytes(data)
+    except _READ_ERRORS as exc:
+        raise ImageReadError(
+            "unreadable NIfTI header", path=path, found=f"{type(exc).__name__}: {exc}",
+            fix="the file is damaged; export it again from the source",
+        ) from exc
+
+
+def _geometry(nimg: Any, path: Path) -> tuple[Geometry, str]:
+    """LPS Geometry of a nibabel image and which affine it came from."""
+    hdr = nimg.header
+    sform, scode = hdr.get_sform(coded=True)
+    qform, qcode = hdr.get_qform(coded=True)
+    candidates: list[tuple[str, np.ndarray]] = []
+    if sform is not None and int(scode) > 0:
+        candidates.append(("sform", sform))
+    if qform is not None and int(qcode) > 0:
+        candidates.append(("qform", qform))
+    if not candidates:
+        candidates.append(("pixdim", hdr.get_base_affine()))
+
+    sheared: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, float]] = []
+    for source, ras in candidates:
+        lps = _LPS_FROM_RAS @ np.asarray(ras, dtype=float)
+        m = lps[:3, :3]
+        spacing = np.linalg.norm(m, axis=0)
+        if not np.all(np.isfinite(lps)) or np.any(spacing <= 0):
+            raise ImageReadError(
+                f"degenerate {source} affine", path=path, expected="finite, non-zero voxel sizes",
+                found=np.round(ras, 4).tolist(), fix="repair the header (e.g. with nibabel or fslorient)",
+            )
+        direction = m / spacing
+        deviation = float(np.abs(direction.T @ direction - np.eye(3)).max())
+        if deviation <= 1e-5:
+            return Geometry(spacing=spacing, origin=lps[:3, 3], direction=direction), source
+        sheared.append((source, lps, spacing, direction, deviation))
+    source, lps, spacing, direction, deviation = sheared[0]
+    if deviation <= SHEAR_TOLERANCE:
+        u, _, vt = np.linalg.svd(direction)
+        logger.warning(
+            "%s: %s affine is slightly non-orthogonal (max deviation %.2g); projected onto the nearest "
+            "orthonormal direction", path, source, deviation,
+        )
+        return Geometry(spacing=spacing, origin=lps[:3, 3], direction=u @ vt), source + "_projected"
+    raise ImageReadError(
+        f"{source} affine has shear (axes not orthogonal)", path=path,
+        expected=f"orthogonal voxel axes (deviation <= {SHEAR_TOLERANCE:g})", found=f"deviation {deviation:.3g}",
+        fix="resample the image onto an orthogonal grid (e.g. with nibabel.processing.resample_from_to), "
+            "or set a valid qform",
+    )
+
+
+def _smallest_int_dtype(values: np.ndarray) -> np.dtype:
+    lo, hi = (int(values.min()), int(values.max())) if values.size else (0, 0)
+    for dt in (np.uint8, np.int16, np.int32, np.int64):
+        info = np.iinfo(dt)
+        if info.min <= lo and hi <= info.max:
+            return np.dtype(dt)
+    return np.dtype(np.int64)  # pragma: no cover - the loop ends with int64
+
+
+def read_nifti(path: str | os.PathLike[str], *, kind: Kind | str | None = None) -> Image:
+    """Read a NIfTI file (.nii, .nii.gz; NIfTI-1 or -2) as an LPS :class:`Image`.
+
+    Args:
+        path: the file. Gzip compression is detected from the content, not the name.
+        kind: "intensity", "label" or "probability". By default "label" when the header's intent code is
+            NIFTI_INTENT_LABEL, else "intensity". A label image stored as floats with whole values is
+            converted to the smallest integer type that holds them.
+
+    Returns:
+        Image of shape (C, Z, Y, X): a 2D/3D file gives C = 1, a 4D file (x, y, z, t) gives C = t.
+        ``scl_slope``/``scl_inter`` are applied (the dtype becomes float when they are set).
+        Metadata: source_format "nifti", source_path, spacing_source "header", affine_source.
+
+    Raises:
+        ImageReadError: missing/empty/corrupt/truncated file, not NIfTI, 5 or more dimensions, NaN or Inf
+            voxels, a sheared affine.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> from medimg.testing import phantom
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "x.nii.gz"
+        >>> write_nifti(phantom((4, 5, 6)), p)
+        >>> read_nifti(p).shape
+        (1, 4, 5, 6)
+    """
+    p = check_input(path, allow_dir=False)
+    nimg = _load(p)
+    hdr = nimg.header
+    shape = tuple(int(s) for s in nimg.shape)
+    # Trailing singleton axes beyond the 4th (e.g. x, y, z, 1, 1) carry nothing; anything else is refused.
+    while len(shape) > 4 and shape[-1] == 1:
+        shape = shape[:-1]
+    if not 2 <= len(shape) <= 4:
+        raise ImageReadError(
+            "unsupported number of dimensions", path=p, expected="2-4 dims (x, y[, z[, t/channels]])",
+            found=f"{len(nimg.shape)} dims, shape {tuple(nimg.shape)}",
+            fix="split the extra dimensions into separate files (e.g. with nibabel or fslsplit)",
+        )
+    geometry, affine_source = _geometry(nimg, p)
+    try:
+        data = np.asanyarray(nimg.dataobj)
+    except _READ_ERRORS as exc:
+        raise ImageReadError(
+            "cannot read the voxel data (file truncated or damaged?)", path=p,
+            found=f"{type(exc).__name__}: {exc}", fix="copy or export the file again",
+        ) from exc
+    data = np.asarray(data).reshape(shape)
+    if np.issubdtype(data.dtype, np.floating) or np.issubdtype(data.dtype, np.complexfloating):
+        bad = int(data.size - np.count_nonzero(np.isfinite(data)))
+        if bad:
+            raise ImageReadError(
+                "voxel data contain non-finite values", path=p, expected="finite numbers",
+                found=f"{bad} NaN/Inf voxels of {data.size}",
+                fix="replace them first, e.g. numpy.nan_to_num on the array, or mask them out in the "
+                    "tool that wrote the file",
+            )
+    if data.ndim == 2:
+        data = data[:, :, None]
+    if data.ndim == 3:
+        voxels = data.transpose(2, 1, 0)[None]
+    else:  # (x, y, z, t) -> (t, z, y, x)
+        voxels = data.transpose(3, 2, 1, 0)
+    voxels = np.ascontiguousarray(voxels)
+
+    intent = int(hdr.get("intent_code", 0)) if "intent_code" in hdr else 0
+    if kind is None:
+        kind = Kind.LABEL if intent == _INTENT_LABEL else Kind.INTENSITY
+    kind = Kind(kind)
+    if kind == Kind.LABEL and np.issubdtype(voxels.dtype, np.floating):
+        if np.all(voxels == np.round(voxels)):
+            voxels = voxels.astype(_smallest_int_dtype(voxels))
+        else:
+            logger.warning("%s: label image has non-integer values; kept as %s", p, voxels.dtype)
+    metadata: dict[str, Any] = {
+        "source_format": "nifti",
+        "source_path": str(p),
+        "spacing_source": "header",
+        "affine_source": affine_source,
+    }
+    descrip = bytes(np.asarray(hdr["descrip"]).tobytes()).split(b"\x00")[0].decode("latin-1").strip()
+    if descrip:
+        metadata["description"] = descrip
+    logger.debug("read NIfTI %s: shape %s, %s, affine from %s", p, voxels.shape, voxels.dtype, affine_source)
+    return Image(voxels=voxels, geometry=geometry, kind=kind, metadata=metadata)
+
+
+def _nifti_array(image: Image, path: Path) -> np.ndarray:
+    """Voxels in NIfTI order (x, y, z[, c]) with a dtype NIfTI and common readers accept."""
+    vox = np.asarray(image.voxels)
+    if vox.dtype == bool:
+        vox = vox.astype(np.uint8)
+    elif vox.dtype == np.float16:
+        vox = vox.astype(np.float32)
+    elif np.issubdtype(vox.dtype, np.complexfloating):
+        raise ImageWriteError(
+            "complex voxels", path=path, expected="real numbers", found=str(vox.dtype),
+            fix="write the magnitude (numpy.abs) or real and imaginary parts as separate images",
+        )
+    if image.kind == Kind.LABEL and np.issubdtype(vox.dtype, np.floating):
+        if not np.all(vox == np.round(vox)):
+            raise ImageWriteError(
+                "label image has non-integer values", path=path, expected="whole-number labels",
+                found=f"{vox.dtype} values with fractions", fix="round the labels or set kind='intensity'",
+            )
+        vox = vox.astype(_smallest_int_dtype(vox))
+    if vox.dtype in (np.int64, np.uint64) and vox.size:
+        # Most tools read 32-bit integers more happily than 64-bit ones; keep 64 bits only when needed.
+        smaller = _smallest_int_dtype(vox) if int(vox.max()) <= np.iinfo(np.int64).max else vox.dtype
+        if smaller != np.int64 and smaller != vox.dtype:
+            vox = vox.astype(smaller)
+    if vox.shape[0] == 1:
+        return np.ascontiguousarray(vox[0].transpose(2, 1, 0))
+    return np.ascontiguousarray(vox.transpose(3, 2, 1, 0))
+
+
+def write_nifti(image: Image, path: str | os.PathLike[str]) -> None:
+    """Write an Image to exactly ``path`` as NIfTI-1 (.nii, or gzip-compressed .nii.gz).
+
+    Both the sform and the qform hold the image's affine (flipped from LPS to RAS) with code 1 (scanner),
+    units are mm and s, slope 1 and intercept 0, so every reader finds the same geometry. A multi-channel
+    image becomes a 4D file (x, y, z, c). Label images are written with an integer dtype and intent
+    NIFTI_INTENT_LABEL; bool is written as uint8, float16 as float32, int64 as the smallest integer type
+    that holds the values.
+
+    Raises:
+        ImageWriteError: wrong extension, complex or non-integer label voxels, or nibabel cannot write.
+    """
+    p = Path(path)
+    ext = compound_suffix(p)
+    if ext not in NIFTI_EXTENSIONS:
+        raise ImageWriteError(
+            "wrong extension for NIfTI", path=p, expected="'.nii' or '.nii.gz'", found=f"'{ext or 'none'}'",
+            fix="name the output e.g. out.nii.gz",
+        )
+    data = _nifti_array(image, p)
+    affine = image.geometry.affine
+    if image.geometry.space == Space.LPS:
+        affine = _LPS_FROM_RAS @ affine  # the flip is its own inverse
+    hdr = nib.Nifti1Header()
+    hdr.set_data_dtype(data.dtype)
+    nimg = nib.Nifti1Image(data, affine, header=hdr, dtype=data.dtype)
+    nimg.set_sform(affine, code=1)
+    nimg.set_qform(affine, code=1)
+    nimg.header.set_xyzt_units("mm", "sec")
+    nimg.header.set_slope_inter(1.0, 0.0)
+    if image.kind == Kind.LABEL:
+        nimg.header.set_intent("label")
+    descrip = str(image.metadata.get("description", "medimg"))[:79]
+    nimg.header["descrip"] = descrip.encode("ascii", "replace")
+    try:
+        nib.save(nimg, str(p))
+    except (OSError, ValueError, ImageFileError) as exc:
+        raise ImageWriteError(
+            "cannot write NIfTI", path=p, found=f"{type(exc).__name__}: {exc}",
+            fix="check the folder exists, is writable and has free space",
+        ) from exc
+    logger.debug("wrote NIfTI %s: shape %s, %s", p, data.shape, data.dtype)

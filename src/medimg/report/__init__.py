@@ -1,0 +1,6 @@
+"""Reports: JSON-friendly summaries of images and figures (montages) for people to look at."""
+
+from medimg.report.figures import montage
+from medimg.report.summary import image_summary
+
+__all__ = ["image_summary", "montage"]
