@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from medimg.core.errors import InvalidParameterError
 
 
@@ -10,7 +12,7 @@ def parse_floats(text: str | None, *, option: str, count: tuple[int, ...] = (2, 
     if text is None:
         return None
     try:
-        values = tuple(float(v) for v in text.replace("x", ",").split(",") if v.strip())
+        values = tuple(float(v) for v in re.split(r"[,x]", text.strip()))
     except ValueError as exc:
         raise InvalidParameterError(
             "not a list of numbers", parameter=option, expected=f"{' or '.join(map(str, count))} comma-separated "

@@ -430,6 +430,11 @@ def crop_to_foreground(
         fg = _mask_array(image, mask)
         source = "mask"
     elif threshold is not None:
+        if not isinstance(threshold, (int, float, np.number)) or not np.isfinite(threshold):
+            raise InvalidParameterError(
+                "invalid threshold", parameter="threshold", expected="a finite number (image units)",
+                found=repr(threshold), fix="give e.g. threshold=-500 for CT body, or leave it None for Otsu",
+            )
         fg = np.any(image.voxels > float(threshold), axis=0)
         source = f"threshold {float(threshold)}"
     elif image.kind == Kind.LABEL:
