@@ -104,25 +104,11 @@ def median(image: Image, *, radius_vox: int | Sequence[int] = 1) -> Image:
 def estimate_noise_sigma(array: np.ndarray) -> float:
     """Robust standard deviation of Gaussian noise in a 2D/3D array (Donoho & Johnstone's wavelet MAD).
 
-    Uses ``skimage.restoration.estimate_sigma`` (Daubechies-2 wavelet) when PyWavelets is installed; otherwise the
-    same estimator on the finest Haar diagonal detail coefficients, ``median(|d|) / 0.6745``.
+    Uses ``skimage.restoration.estimate_sigma`` (Daubechies-2 wavelet, PyWavelets).
     """
-    import importlib.util
+    from skimage.restoration import estimate_sigma
 
-    arr = np.asarray(array, dtype=np.float64)
-    if importlib.util.find_spec("pywt") is not None:
-        from skimage.restoration import estimate_sigma
-
-        return float(estimate_sigma(arr, channel_axis=None))
-    detail = arr
-    for axis in range(arr.ndim):
-        n = detail.shape[axis] // 2 * 2
-        if n < 2:
-            continue
-        even = detail.take(np.arange(0, n, 2), axis=axis)
-        odd = detail.take(np.arange(1, n, 2), axis=axis)
-        detail = (even - odd) / np.sqrt(2.0)
-    return float(np.median(np.abs(detail)) / 0.6745)
+    return float(estimate_sigma(np.asarray(array, dtype=np.float64), channel_axis=None))
 
 
 def nl_means(
