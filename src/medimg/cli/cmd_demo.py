@@ -31,6 +31,12 @@ def add_parser(subparsers, *, parents, help: str) -> None:  # noqa: A002
     p.add_argument("--spacing", default="1.5,1.5,1.5", help="resampling target spacing in mm (x,y,z)")
 
 
+def _syntax_name(uid: str | None) -> str:
+    from pydicom.uid import UID
+
+    return UID(uid).name if uid else "?"
+
+
 def sample_path() -> Path:
     """Folder of the CT sample shipped with the package."""
     from importlib.resources import files
@@ -82,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     say(f"found:        {meta.get('modality', '?')} series '{meta.get('series_description', '')}', "
         f"{s['size_xyz'][0]} x {s['size_xyz'][1]} x {s['size_xyz'][2]} voxels, "
         f"{' x '.join(f'{v:.3g}' for v in s['spacing_mm'])} mm, orientation {s['orientation']}, "
-        f"transfer syntax {meta.get('transfer_syntax', '?')}")
+        f"transfer syntax {_syntax_name(meta.get('transfer_syntax'))}")
     it = s["intensity"]
     say(f"intensity:    {it['min']:.0f} .. {it['max']:.0f} HU (mean {it['mean']:.1f})")
 

@@ -91,7 +91,9 @@ def run(args: argparse.Namespace) -> int:
     if meta.get("window"):
         print(f"window:       level/width {meta['window']}")
     if meta.get("transfer_syntax"):
-        print(f"transfer:     {meta['transfer_syntax']}")
+        from pydicom.uid import UID
+
+        print(f"transfer:     {UID(meta['transfer_syntax']).name} ({meta['transfer_syntax']})")
     if len(series_rows) > 1:
         _print_series(series_rows)
     return 0

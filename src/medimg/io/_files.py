@@ -24,6 +24,12 @@ MAX_INPUT_BYTES = int(os.environ.get("MEDIMG_MAX_INPUT_BYTES", str(8 * 1024**3))
 _COMPOUND = (".nii.gz", ".tar.gz", ".npy.gz")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def compound_suffix(path: str | os.PathLike[str]) -> str:
     """Lower-case extension, keeping compound ones like '.nii.gz'."""
     name = Path(path).name.lower()
@@ -140,6 +146,7 @@ def atomic_output(
     tmp = Path(tmp_name)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual permissions
         os.replace(tmp, out)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -174,6 +181,10 @@ def atomic_output_dir(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent))
     try:
         yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())
+        for f in tmp.rglob("*"):
+            if f.is_file() and not (f.stat().st_mode & 0o044):
+                os.chmod(f, 0o666 & ~_umask())
         if out.exists():
             out.rmdir()
         os.replace(tmp, out)
