@@ -20,16 +20,20 @@ from __future__ import annotations
 
 import copy
 import logging
+import multiprocessing as mp
 import os
 import struct
 import tempfile
 import zipfile
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 import pydicom
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
@@ -60,6 +64,7 @@ _NON_IMAGE_MODALITIES = frozenset({"SEG", "RTSTRUCT", "RTPLAN", "RTRECORD", "SR"
 _READ_ERRORS = (InvalidDicomError, OSError, EOFError, ValueError, KeyError, TypeError, AttributeError, IndexError,
                 struct.error, NotImplementedError, OverflowError)
 _DECODE_ERRORS = _READ_ERRORS + (RuntimeError,)
+_DEFER_BYTES = 16 * 1024  # values larger than this are read lazily
 
 _GAP_FIX = 'pass on_gap="resample" (CLI --allow-gaps) to resample linearly onto an even grid, or find the missing files'
 _SELECT_FIX = "pass --series <index or SeriesInstanceUID> (read_dicom(..., series=...))"
@@ -152,7 +157,9 @@ def _probe(path: Path) -> Dataset:
         raise DicomError("DICOM file is empty", path=path, expected="a DICOM file", found="0 bytes",
                          fix="copy the file again; it was probably truncated")
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, force=not has_magic)
+        # Large values (pixel data) are deferred: read from the file only when the series is loaded, so the
+        # header parsed here is reused by _load instead of parsing every file twice.
+        ds = pydicom.dcmread(path, defer_size=_DEFER_BYTES, force=not has_magic)
         rows = ds.get("Rows")
         cols = ds.get("Columns")
         uid = ds.get("SeriesInstanceUID")
@@ -224,6 +231,7 @@ class _Found:
     series: list[SeriesInfo]
     problems: list[DicomError]
     n_seen: int
+    headers: dict[Path, Dataset]
 
 
 def _scan(root: Path) -> _Found:
@@ -284,7 +292,7 @@ def _scan(root: Path) -> _Found:
             ))
     series.sort(key=lambda s: (s.study_uid, s.series_number if s.series_number is not None else 1 << 30,
                                s.description, s.series_uid, str(s.files[0])))
-    return _Found(series, problems, n_seen)
+    return _Found(series, problems, n_seen, dict(headers))
 
 
 def _no_images_error(path: Path, found: _Found) -> DicomError:
@@ -710,7 +718,33 @@ def _read_full(path: Path) -> Dataset:
                          fix="the file is damaged or truncated; copy it again or remove it") from exc
 
 
+_PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
+
+
+def _fetch_deferred_pixels(ds: Dataset, path: Path) -> None:
+    """Read a deferred pixel data value straight from its file offset.
+
+    The header was parsed once with ``defer_size``; pydicom's own deferred read would parse the whole file a
+    second time. Uses pydicom's raw element (offset and length); anything unexpected falls back to pydicom.
+    """
+    raw_dict = getattr(ds, "_dict", None)
+    if raw_dict is None:
+        return
+    for tag in _PIXEL_TAGS:
+        raw = raw_dict.get(tag)
+        if not isinstance(raw, RawDataElement) or raw.value is not None or raw.length in (0, 0xFFFFFFFF):
+            continue
+        with open(path, "rb") as fh:
+            fh.seek(raw.value_tell)
+            data = fh.read(raw.length)
+        if len(data) != raw.length:
+            raise DicomError("DICOM file is truncated", path=path, expected=f"{raw.length} bytes of pixel data",
+                             found=f"{len(data)} bytes", fix="copy the file again; it was cut short")
+        raw_dict[tag] = raw._replace(value=data)
+
+
 def _decode(ds: Dataset, path: Path) -> np.ndarray:
+    _fetch_deferred_pixels(ds, path)
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         raise DicomError("DICOM file has no pixel data", path=path, expected="an image with PixelData",
                          found="no PixelData element (truncated?)", fix="copy the file again or remove it")
@@ -740,6 +774,40 @@ def _frames(ds: Dataset, path: Path, n_frames: int, rgb: bool) -> np.ndarray:
     return arr
 
 
+def _decode_workers() -> int:
+    """Worker processes for decoding compressed series: $MEDIMG_DECODE_WORKERS, else up to 2 (1 = serial)."""
+    env = os.environ.get("MEDIMG_DECODE_WORKERS")
+    if env is not None:
+        try:
+            return max(1, int(env))
+        except ValueError:
+            logger.warning("MEDIMG_DECODE_WORKERS=%r is not an integer; decoding serially", env)
+            return 1
+    return min(2, os.cpu_count() or 1)
+
+
+def _decode_path(path: Path, rgb: bool) -> np.ndarray:
+    """Worker: decode one single-frame file (runs in a forked process)."""
+    return _frames(_read_full(path), path, 1, rgb)[0]
+
+
+def _decode_slices(ordered: list[tuple[Dataset, Path]], rgb: bool) -> list[np.ndarray]:
+    """Decode one frame per file. Compressed series of 8 or more files are decoded by forked worker processes:
+    the JPEG 2000 / JPEG-LS decoders hold the GIL, so threads would not help."""
+    workers = _decode_workers()
+    syntax = getattr(getattr(ordered[0][0], "file_meta", None), "TransferSyntaxUID", None)
+    compressed = bool(syntax is not None and syntax.is_compressed)
+    if workers > 1 and compressed and len(ordered) >= 8 and "fork" in mp.get_all_start_methods():
+        try:
+            with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as pool:
+                chunk = max(1, len(ordered) // (4 * workers))
+                return list(pool.map(_decode_path, [f for _, f in ordered], [rgb] * len(ordered),
+                                     chunksize=chunk))
+        except (BrokenProcessPool, OSError) as exc:  # no processes here (sandbox, limits): decode serially
+            logger.debug("parallel decoding unavailable (%s); decoding serially", exc)
+    return [_frames(ds, f, 1, rgb)[0] for ds, f in ordered]
+
+
 def _output_dtype(slopes: np.ndarray, intercepts: np.ndarray, lo: float, hi: float) -> np.dtype:
     integral = np.all(slopes == np.round(slopes)) and np.all(intercepts == np.round(intercepts))
     if not integral:
@@ -752,12 +820,12 @@ def _output_dtype(slopes: np.ndarray, intercepts: np.ndarray, lo: float, hi: flo
 
 
 def _template(ds: Dataset) -> Dataset:
-    """Header of ``ds`` without pixel data (private to medimg.io: used by the writer)."""
-    out = Dataset()
-    for elem in ds:
-        if elem.tag.group == 0x7FE0:
-            continue
-        out.add(copy.deepcopy(elem))
+    """Header of ``ds`` without pixel data (private to medimg.io: used by the writer).
+
+    Shares the (raw, unconverted) elements of ``ds`` instead of deep-copying them: ``ds`` is a private parse
+    that nothing else keeps, and the writer copies the template before changing it.
+    """
+    out = Dataset({tag: ds.get_item(tag) for tag in ds.keys() if tag.group != 0x7FE0})
     meta = getattr(ds, "file_meta", None)
     if meta is not None:
         out.file_meta = copy.deepcopy(meta)
@@ -801,8 +869,9 @@ def _check_options(spacing: Any, on_gap: str) -> tuple[float, float, float] | No
 
 
 def _load(info: SeriesInfo, *, source: Path, where: Path, user_spacing: tuple[float, float, float] | None,
-          on_gap: str) -> Image:
-    datasets = [(_read_full(f), f) for f in info.files]
+          on_gap: str, headers: dict[Path, Dataset] | None = None) -> Image:
+    headers = headers or {}
+    datasets = [(headers[f] if f in headers else _read_full(f), f) for f in info.files]
     photometric = _str(datasets[0][0], "PhotometricInterpretation", "MONOCHROME2").upper()
     samples = int(datasets[0][0].get("SamplesPerPixel", 1) or 1)
     rgb = samples == 3
@@ -837,7 +906,7 @@ def _load(info: SeriesInfo, *, source: Path, where: Path, user_spacing: tuple[fl
     # pixel values in physical order
     if frames is None:
         ordered = [datasets[i] for i in stack.order]
-        raw = np.stack([_frames(ds, f, 1, rgb)[0] for ds, f in ordered])
+        raw = np.stack(_decode_slices(ordered, rgb))
     else:
         raw = frames[stack.order]
     ordered_slices = [slices[i] for i in stack.order]
@@ -968,11 +1037,11 @@ def read_dicom(
             if not found.series:
                 raise _no_images_error(p, found)
             info = _select(found.series, series, p)
-            return _load(info, source=p, where=p, user_spacing=user_spacing, on_gap=on_gap)
+            return _load(info, source=p, where=p, user_spacing=user_spacing, on_gap=on_gap, headers=found.headers)
     found = _scan(p)
     if not found.series:
         raise _no_images_error(p, found)
     info = _select(found.series, series, p)
     where = info.files[0].parent if len(info.files) > 1 else info.files[0]
-    return _load(info, source=p, where=where, user_spacing=user_spacing, on_gap=on_gap)
+    return _load(info, source=p, where=where, user_spacing=user_spacing, on_gap=on_gap, headers=found.headers)
 
