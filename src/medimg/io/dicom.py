@@ -786,26 +786,92 @@ def _decode_workers() -> int:
     return min(2, os.cpu_count() or 1)
 
 
-def _decode_path(path: Path, rgb: bool) -> np.ndarray:
-    """Worker: decode one single-frame file (runs in a forked process)."""
-    return _frames(_read_full(path), path, 1, rgb)[0]
+def _decode_path(path: Path, rgb: bool) -> np.ndarray | None:
+    """Worker: decode one single-frame file (runs in a forked process); None when it fails, so that the parent
+    decodes that file itself and raises the full error."""
+    try:
+        return _frames(_read_full(path), path, 1, rgb)[0]
+    except DicomError:
+        return None
 
 
-def _decode_slices(ordered: list[tuple[Dataset, Path]], rgb: bool) -> list[np.ndarray]:
-    """Decode one frame per file. Compressed series of 8 or more files are decoded by forked worker processes:
-    the JPEG 2000 / JPEG-LS decoders hold the GIL, so threads would not help."""
+def _release_pixels(ds: Dataset) -> None:
+    """Drop the encoded pixel bytes of a private dataset once decoded (keeps peak memory near one volume)."""
+    for tag in _PIXEL_TAGS:
+        if tag in ds:
+            del ds[tag]
+
+
+def _decode_slices(ordered: list[tuple[Dataset, Path]], rgb: bool) -> np.ndarray:
+    """Decode one frame per file into one preallocated (Z, Y, X[, 3]) array.
+
+    Compressed series of 8 or more files are decoded by forked worker processes: the JPEG 2000 / JPEG-LS
+    decoders hold the GIL, so threads would not help.
+    """
     workers = _decode_workers()
     syntax = getattr(getattr(ordered[0][0], "file_meta", None), "TransferSyntaxUID", None)
     compressed = bool(syntax is not None and syntax.is_compressed)
+    decoded: Iterable[np.ndarray | None] | None = None
+    pool = None
     if workers > 1 and compressed and len(ordered) >= 8 and "fork" in mp.get_all_start_methods():
         try:
-            with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as pool:
-                chunk = max(1, len(ordered) // (4 * workers))
-                return list(pool.map(_decode_path, [f for _, f in ordered], [rgb] * len(ordered),
-                                     chunksize=chunk))
+            pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"))
+            chunk = max(1, len(ordered) // (4 * workers))
+            decoded = pool.map(_decode_path, [f for _, f in ordered], [rgb] * len(ordered), chunksize=chunk)
         except (BrokenProcessPool, OSError) as exc:  # no processes here (sandbox, limits): decode serially
             logger.debug("parallel decoding unavailable (%s); decoding serially", exc)
-    return [_frames(ds, f, 1, rgb)[0] for ds, f in ordered]
+            decoded = None
+    try:
+        out: np.ndarray | None = None
+        results = iter(decoded) if decoded is not None else None
+        for k, (ds, f) in enumerate(ordered):
+            frame = None
+            if results is not None:
+                try:
+                    frame = next(results)
+                except (BrokenProcessPool, OSError) as exc:
+                    logger.debug("parallel decoding failed (%s); decoding serially", exc)
+                    results = None
+            if frame is None:
+                frame = _frames(ds, f, 1, rgb)[0]
+            _release_pixels(ds)
+            if out is None:
+                out = np.empty((len(ordered),) + frame.shape, frame.dtype)
+            elif frame.dtype != out.dtype:
+                raise DicomError("slices of one series decode to different pixel types", path=f,
+                                 expected=str(out.dtype), found=str(frame.dtype), fix="split the series")
+            out[k] = frame
+        assert out is not None
+        return out
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+
+
+def _rescaled(raw: np.ndarray, slopes: np.ndarray, intercepts: np.ndarray) -> np.ndarray:
+    """Stored values to modality values (HU for CT), slice by slice, without a float64 copy of the volume.
+
+    int16/int32 when slopes and intercepts are integers and the result fits, else float32.
+    """
+    identity = bool(np.all(slopes == 1.0) and np.all(intercepts == 0.0))
+    if np.issubdtype(raw.dtype, np.floating):
+        dtype = np.dtype(np.float32)
+    else:
+        axes = tuple(range(1, raw.ndim))
+        lo_raw = raw.min(axis=axes).astype(np.float64)
+        hi_raw = raw.max(axis=axes).astype(np.float64)
+        ends = np.stack([lo_raw * slopes + intercepts, hi_raw * slopes + intercepts])
+        dtype = _output_dtype(slopes, intercepts, float(ends.min()), float(ends.max()))
+    if identity:
+        return raw if raw.dtype == dtype else raw.astype(dtype)
+    out = np.empty(raw.shape, dtype)
+    for k in range(raw.shape[0]):
+        if np.issubdtype(dtype, np.integer):
+            np.multiply(raw[k], int(slopes[k]), out=out[k], dtype=dtype, casting="unsafe")
+            out[k] += dtype.type(int(intercepts[k]))
+        else:
+            out[k] = raw[k] * dtype.type(slopes[k]) + dtype.type(intercepts[k])
+    return out
 
 
 def _output_dtype(slopes: np.ndarray, intercepts: np.ndarray, lo: float, hi: float) -> np.dtype:
@@ -906,7 +972,7 @@ def _load(info: SeriesInfo, *, source: Path, where: Path, user_spacing: tuple[fl
     # pixel values in physical order
     if frames is None:
         ordered = [datasets[i] for i in stack.order]
-        raw = np.stack(_decode_slices(ordered, rgb))
+        raw = _decode_slices(ordered, rgb)
     else:
         raw = frames[stack.order]
     ordered_slices = [slices[i] for i in stack.order]
@@ -917,19 +983,10 @@ def _load(info: SeriesInfo, *, source: Path, where: Path, user_spacing: tuple[fl
         vox = np.moveaxis(raw, -1, 0)  # (3, Z, Y, X)
         out_photometric = "RGB"
     else:
-        slopes = np.array([s.slope for s in ordered_slices])
-        intercepts = np.array([s.intercept for s in ordered_slices])
-        if np.all(slopes == 1.0) and np.all(intercepts == 0.0):
-            values = raw
-            lo, hi = float(raw.min()), float(raw.max())
-        else:
-            values = raw.astype(np.float64) * slopes[:, None, None] + intercepts[:, None, None]
-            lo, hi = float(values.min()), float(values.max())
-        if np.issubdtype(raw.dtype, np.floating):
-            dtype = np.dtype(np.float32)
-        else:
-            dtype = _output_dtype(slopes, intercepts, lo, hi)
-        vox = values.astype(dtype)[None]
+        slopes = np.array([s.slope for s in ordered_slices], dtype=np.float64)
+        intercepts = np.array([s.intercept for s in ordered_slices], dtype=np.float64)
+        vox = _rescaled(raw, slopes, intercepts)[None]
+        del raw
         out_photometric = photometric
     spacing = stack.spacing
     if stack.gaps:
