@@ -2,8 +2,9 @@
 
 Reads the 20-slice JPEG 2000 CT series (TotalSegmentator sample, CC BY 4.0), prints what it found, and writes
 into an output folder: the volume as NIfTI, a soft-tissue-windowed copy resampled to 1.5 mm, a PNG montage in
-the lung and bone windows, and a JSON summary. The folder is built beside the target and moved into place
-only when everything succeeded.
+the lung and bone windows, a JSON summary, and the full ``medimg analyze`` output (CT body/lung/gas/bone
+segmentation, volumes in mL, HTML report) in ``analysis/``. The folder is built beside the target and moved
+into place only when everything succeeded.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         raise ImageWriteError("output folder is the input folder", path=out, fix="choose another --out")
     _check_output_folder(out)
     say = (lambda *a: None) if args.quiet else print
-    progress = Progress(5, quiet=args.quiet)
+    progress = Progress(6, quiet=args.quiet)
     t0 = time.perf_counter()
 
     ct = read(src)
@@ -120,11 +121,22 @@ def run(args: argparse.Namespace) -> int:
         files["montage"] = "montage_lung_bone.png"
         progress.step("drew the lung/bone montage")
 
+        from medimg.cli.cmd_analyze import write_analysis
+        from medimg.pipelines import run_pipeline
+
+        analysis = run_pipeline(ct)
+        report = write_analysis(ct, analysis, tmp / "analysis", source=summary_input(args, src), inputs=[src],
+                                notes=[])
+        files["report"] = "analysis/report.html"
+        files["measurements"] = "analysis/measurements.json"
+        progress.step("analysed: body, lungs, gas and bone segmented and measured")
+
         hu = ct.voxels[0].astype(np.float32)
         summary = {
             _MARKER: True,
             "medimg_version": medimg.__version__,
-            "input": "shipped CT sample (TotalSegmentator, CC BY 4.0)" if args.input is None else str(src),
+            "input": summary_input(args, src),
+            "analysis": analysis.summary,
             "image": s,
             "hu_fractions": {
                 "air (< -900 HU)": round(float((hu < -900).mean()), 4),
@@ -145,4 +157,10 @@ def run(args: argparse.Namespace) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     say(f"wrote {out}/: " + ", ".join(sorted(files.values())) + f", {SUMMARY_NAME}")
+    say("volumes:      " + ", ".join(f"{k} {v}" for k, v in analysis.summary.items() if k.endswith("_ml")))
+    say(f"report:       {out / Path(report).relative_to(tmp)}  (open it in a browser)")
     return 0
+
+
+def summary_input(args: argparse.Namespace, src: Path) -> str:
+    return "shipped CT sample (TotalSegmentator, CC BY 4.0)" if args.input is None else str(src)

@@ -22,6 +22,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("medimg.cli.cmd_convert", "convert between DICOM, NIfTI, NRRD, MHA, PNG/JPEG/TIFF and NPZ"),
     "preprocess": ("medimg.cli.cmd_preprocess", "window, normalise, resample, reorient, crop, filter, N4"),
     "deid": ("medimg.cli.cmd_deid", "de-identify DICOM files (PS3.15 Annex E basic profile)"),
+    "segment": ("medimg.cli.cmd_segment", "classical segmentation: thresholds, region growing, FCM, graph cut, "
+                "watershed, level sets, SLIC"),
+    "measure": ("medimg.cli.cmd_measure", "volumes, areas, diameters and intensity statistics per label in "
+                "mm/mL/HU"),
+    "evaluate": ("medimg.cli.cmd_evaluate", "compare predicted and reference masks: Dice, HD95, ASSD, NSD, ... "
+                 "per case and class"),
+    "analyze": ("medimg.cli.cmd_analyze", "the main job: pick a pipeline, segment, measure, write an HTML report"),
     "demo": ("medimg.cli.cmd_demo", "run the main job on the CT sample shipped with medimg"),
 }
 

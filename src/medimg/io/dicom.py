@@ -616,18 +616,18 @@ def _stack(slices: list[_Slice], where: Path, user_spacing: tuple[float, float, 
                 found=f"{s.columns}x{s.rows} in {s.label}",
                 fix="the series mixes images of different sizes; split it by size",
             )
-    if user_spacing is not None:
+    missing = [s for s in slices if s.pixel_spacing is None]
+    if missing and user_spacing is not None and len(missing) == len(slices):
         sx, sy = user_spacing[0], user_spacing[1]
         source = "user"
+    elif missing:
+        raise DicomError(
+            "no pixel spacing", path=missing[0].path,
+            expected="PixelSpacing (or ImagerPixelSpacing / NominalScannedPixelSpacing)",
+            found=f"none in {len(missing)} of {len(slices)} slices",
+            fix="pass spacing=(sx, sy, sz) in mm (CLI --spacing) if you know the pixel size",
+        )
     else:
-        missing = [s for s in slices if s.pixel_spacing is None]
-        if missing:
-            raise DicomError(
-                "no pixel spacing", path=missing[0].path,
-                expected="PixelSpacing (or ImagerPixelSpacing / NominalScannedPixelSpacing)",
-                found=f"none in {len(missing)} of {len(slices)} slices",
-                fix="pass spacing=(sx, sy, sz) in mm (CLI --spacing) if you know the pixel size",
-            )
         for s in slices[1:]:
             if not np.allclose(s.pixel_spacing, s0.pixel_spacing, rtol=1e-4, atol=1e-6):
                 raise DicomError("mixed pixel spacing in one series", path=where,
@@ -635,6 +635,9 @@ def _stack(slices: list[_Slice], where: Path, user_spacing: tuple[float, float, 
                                  found=f"{s.pixel_spacing} in {s.label}", fix="split the series by pixel spacing")
         sy, sx = s0.pixel_spacing  # PixelSpacing = (row spacing, column spacing) = (y, x)
         source = s0.spacing_source or "PixelSpacing"
+        if user_spacing is not None and not np.allclose((sx, sy), user_spacing[:2], rtol=1e-4):
+            logger.warning("%s states its pixel spacing (%s %.4g x %.4g mm); the spacing given is not used",
+                           where, source, sx, sy)
     direction = _orientation(slices, where)
     normal = direction[:, 2]
     if len(slices) == 1:
@@ -1061,9 +1064,10 @@ def read_dicom(
         path: a DICOM file, series/study folder, DICOMDIR or .zip (see :func:`scan_dicom`).
         series: which series when several are found: an index into :func:`scan_dicom`'s list or a
             SeriesInstanceUID.
-        spacing: (sx, sy, sz) in mm, x first. Replaces the in-plane pixel spacing (recorded as
-            ``spacing_source="user"``); sz is used only where slice positions do not define it (a single slice,
-            or a multi-frame object without positions or slice spacing).
+        spacing: (sx, sy, sz) in mm, x first, for files that lack it: the in-plane part is used only when no
+            slice has PixelSpacing / ImagerPixelSpacing / NominalScannedPixelSpacing (recorded as
+            ``spacing_source="user"``); sz only where slice positions do not define it (a single slice, or a
+            multi-frame object without positions or slice spacing). What the file states always wins.
         on_gap: "error" (default) raises on missing slices or uneven slice spacing; "resample" resamples
             linearly onto an even grid (float32), recording it in the image history.
 

@@ -56,3 +56,57 @@ def montage(
             draw.text((x0 + 3, y0 + 2), text, fill=(255, 220, 0))
         canvas = np.asarray(pil)
     return canvas
+
+
+#: Colours of labels 1, 2, ... in overlays (RGB), repeated when there are more labels.
+LABEL_COLOURS = np.array([
+    (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
+    (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (170, 110, 40),
+], dtype=np.uint8)
+
+
+def overlay(
+    background: np.ndarray,
+    labels: np.ndarray,
+    *,
+    alpha: float = 0.35,
+    contour: bool = True,
+) -> np.ndarray:
+    """Colour a 2D label map over a grey background; returns (H, W, 3) uint8.
+
+    Args:
+        background: (H, W) values in [0, 1] (window/normalise first), or (H, W, 3) uint8 RGB.
+        labels: (H, W) integer labels, 0 = nothing; label k gets ``LABEL_COLOURS[(k - 1) % 12]``.
+        alpha: opacity of the filled labels (0 = contours only).
+        contour: draw the label borders fully opaque.
+    """
+    labels = np.asarray(labels)
+    if background.ndim == 2:
+        if background.shape != labels.shape:
+            raise InvalidParameterError("background and labels differ in shape", parameter="labels",
+                                        expected=background.shape, found=labels.shape)
+        grey = (np.clip(np.nan_to_num(background), 0, 1) * 255 + 0.5).astype(np.uint8)
+        rgb = np.repeat(grey[..., None], 3, axis=-1).astype(np.float32)
+    else:
+        if background.shape[:2] != labels.shape:
+            raise InvalidParameterError("background and labels differ in shape", parameter="labels",
+                                        expected=background.shape[:2], found=labels.shape)
+        rgb = background[..., :3].astype(np.float32)
+    lab = labels.astype(np.int64)
+    fg = lab > 0
+    if fg.any():
+        colours = LABEL_COLOURS[(lab[fg] - 1) % len(LABEL_COLOURS)].astype(np.float32)
+        rgb[fg] = (1 - alpha) * rgb[fg] + alpha * colours
+        if contour:
+            from scipy import ndimage
+
+            edge = fg & ~ndimage.binary_erosion(fg, border_value=0)
+            # borders between touching instances too
+            shifted = np.zeros_like(lab)
+            shifted[:-1] = lab[1:]
+            edge |= fg & (shifted != lab) & (shifted > 0)
+            shifted = np.zeros_like(lab)
+            shifted[:, :-1] = lab[:, 1:]
+            edge |= fg & (shifted != lab) & (shifted > 0)
+            rgb[edge] = LABEL_COLOURS[(lab[edge] - 1) % len(LABEL_COLOURS)]
+    return np.clip(rgb + 0.5, 0, 255).astype(np.uint8)

@@ -1,0 +1,170 @@
+"""`medimg segment IN OUT --method ...`: classical segmentation from the command line.
+
+Methods: otsu, multi-otsu, threshold, region-grow, fcm, graph-cut, watershed, level-set, slic. Seeds are given
+as voxel indices ``--seed Z,Y,X`` (``Y,X`` for 2D images) or as LPS world coordinates in mm with
+``--seed-world X,Y,Z``; both may be repeated. Optional clean-up (``--fill-holes``, ``--largest``,
+``--open MM``, ``--close MM``) applies to binary results. OUT is a label map (NIfTI for 3D, PNG or NIfTI for 2D).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+METHODS = ("otsu", "multi-otsu", "threshold", "region-grow", "fcm", "graph-cut", "watershed", "level-set", "slic")
+
+
+def add_parser(subparsers, *, parents, help: str) -> None:  # noqa: A002
+    from medimg.cli._args import add_read_options
+    from medimg.cli._spacing import add_pixel_spacing_option
+
+    p = subparsers.add_parser(
+        "segment", parents=parents, help=help, description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("input", help="image file or DICOM file/folder/zip")
+    p.add_argument("output", help="output label map (.nii.gz, .nrrd, .mha, or .png for 2D)")
+    p.add_argument("--method", required=True, choices=METHODS)
+    g = p.add_argument_group("thresholds")
+    g.add_argument("--lower", type=float, help="threshold / region-grow: lowest value kept (HU for CT)")
+    g.add_argument("--upper", type=float, help="threshold / region-grow: highest value kept")
+    g.add_argument("--classes", type=int, default=3, help="multi-otsu classes / fcm clusters")
+    s = p.add_argument_group("seeds (region-grow: --seed; graph-cut: --seed for foreground and --background)")
+    s.add_argument("--seed", action="append", default=[], metavar="Z,Y,X", help="voxel index (Y,X in 2D)")
+    s.add_argument("--seed-world", action="append", default=[], metavar="X,Y,Z", help="LPS point in mm")
+    s.add_argument("--background", action="append", default=[], metavar="Z,Y,X", help="graph-cut background seed")
+    s.add_argument("--background-world", action="append", default=[], metavar="X,Y,Z",
+                   help="graph-cut background seed as an LPS point in mm")
+    m = p.add_argument_group("method options")
+    m.add_argument("--multiplier", type=float, default=2.5, help="region-grow (confidence connected): the band "
+                   "is mean +- multiplier x std of the region")
+    m.add_argument("--iterations", type=int, default=None, help="region-grow / level-set iterations")
+    m.add_argument("--spatial-weight", type=float, default=0.0, help="fcm: weight of the neighbourhood term")
+    m.add_argument("--lambda", dest="lambda_boundary", type=float, default=2.0, help="graph-cut boundary weight")
+    m.add_argument("--min-distance-mm", type=float, default=2.0, help="watershed: least distance between markers")
+    m.add_argument("--level-set", choices=("chan-vese", "geodesic"), default="chan-vese")
+    m.add_argument("--n-segments", type=int, default=200, help="slic: approximate number of superpixels")
+    m.add_argument("--compactness", type=float, default=0.1, help="slic compactness")
+    c = p.add_argument_group("clean-up of binary results")
+    c.add_argument("--fill-holes", action="store_true")
+    c.add_argument("--largest", action="store_true", help="keep the largest connected component")
+    c.add_argument("--open", dest="open_mm", type=float, metavar="MM", help="morphological opening radius in mm")
+    c.add_argument("--close", dest="close_mm", type=float, metavar="MM", help="morphological closing radius in mm")
+    add_pixel_spacing_option(p)
+    add_read_options(p)
+
+
+def _points(values: list[str], option: str):
+    import numpy as np
+
+    from medimg.core.errors import InvalidParameterError
+
+    pts = []
+    for v in values:
+        try:
+            pts.append([float(t) for t in v.split(",")])
+        except ValueError as exc:
+            raise InvalidParameterError("not a point", parameter=option, expected="comma-separated numbers",
+                                        found=repr(v), fix=f"write {option} 10,20,30") from exc
+    if len({len(p) for p in pts}) > 1:
+        raise InvalidParameterError("points of different lengths", parameter=option, expected="all 2 or all 3",
+                                    found=values, fix="give every point with the same number of values")
+    return np.array(pts) if pts else None
+
+
+def _seeds(voxel: list[str], world: list[str], name: str, *, required: bool):
+    from medimg.core.errors import InvalidParameterError
+
+    v = _points(voxel, f"--{name}")
+    w = _points(world, f"--{name}-world")
+    if v is not None and w is not None:
+        raise InvalidParameterError("seeds given both as voxels and world points", parameter=f"--{name}",
+                                    fix=f"use either --{name} or --{name}-world")
+    if v is None and w is None:
+        if required:
+            raise InvalidParameterError("no seeds", parameter=f"--{name}", expected="at least one seed",
+                                        found="none", fix=f"add --{name} Z,Y,X or --{name}-world X,Y,Z")
+        return None, "voxel"
+    return (v, "voxel") if v is not None else (w, "world")
+
+
+def _segment(image, args):
+    from medimg import classical as cl
+    from medimg.core.errors import InvalidParameterError
+
+    method = args.method
+    if method == "otsu":
+        return cl.otsu(image)
+    if method == "multi-otsu":
+        return cl.multi_otsu(image, classes=args.classes)
+    if method == "threshold":
+        if args.lower is None and args.upper is None:
+            raise InvalidParameterError("no bounds", parameter="--lower/--upper", expected="at least one bound",
+                                        fix="add --lower VALUE and/or --upper VALUE")
+        return cl.threshold(image, lower=args.lower, upper=args.upper)
+    if method == "region-grow":
+        seeds, space = _seeds(args.seed, args.seed_world, "seed", required=True)
+        if args.lower is not None or args.upper is not None:
+            if args.lower is None or args.upper is None:
+                raise InvalidParameterError("connected threshold needs both bounds", parameter="--lower/--upper",
+                                            fix="give both --lower and --upper, or neither (confidence connected)")
+            return cl.connected_threshold(image, seeds=seeds, lower=args.lower, upper=args.upper, seed_space=space)
+        return cl.confidence_connected(image, seeds=seeds, multiplier=args.multiplier,
+                                       iterations=args.iterations or 4, seed_space=space)
+    if method == "fcm":
+        return cl.fuzzy_c_means(image, n_clusters=args.classes, spatial_weight=args.spatial_weight).labels
+    if method == "graph-cut":
+        fg, space = _seeds(args.seed, args.seed_world, "seed", required=True)
+        bg, bspace = _seeds(args.background, args.background_world, "background", required=True)
+        if space != bspace:
+            raise InvalidParameterError("foreground and background seeds in different spaces",
+                                        parameter="--background", fix="give both as voxels or both as world points")
+        return cl.graph_cut(image, foreground_seeds=fg, background_seeds=bg, seed_space=space,
+                            lambda_boundary=args.lambda_boundary)
+    if method == "watershed":
+        return cl.watershed_instances(cl.fill_holes(cl.otsu(image)), min_distance_mm=args.min_distance_mm)
+    if method == "level-set":
+        if args.level_set == "chan-vese":
+            return cl.chan_vese(image, iterations=args.iterations or 100)
+        return cl.geodesic_active_contour(image, init=cl.otsu(image), iterations=args.iterations or 100)
+    return cl.slic(image, n_segments=args.n_segments, compactness=args.compactness)
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from medimg import classical as cl
+    from medimg.cli.cmd_analyze import load_input
+    from medimg.io import write
+
+    notes: list[str] = []
+    args.modality = None
+    image = load_input(args, notes)
+    labels = _segment(image, args)
+    binary = labels.voxels.max() <= 1
+    if args.fill_holes or args.largest or args.open_mm or args.close_mm:
+        if not binary:
+            from medimg.core.errors import InvalidParameterError
+
+            raise InvalidParameterError("clean-up options need a binary result", parameter="--method",
+                                        expected="a method giving 0/1 (otsu, threshold, region-grow, graph-cut, "
+                                        "level-set)", found=args.method, fix="drop the clean-up options")
+        if args.open_mm:
+            labels = cl.binary_opening(labels, radius_mm=args.open_mm)
+        if args.close_mm:
+            labels = cl.binary_closing(labels, radius_mm=args.close_mm)
+        if args.fill_holes:
+            labels = cl.fill_holes(labels)
+        if args.largest and labels.voxels.any():
+            labels = cl.largest_component(labels)
+    top = int(labels.voxels.max())
+    labels = labels.replace(voxels=labels.voxels.astype(np.uint8 if top < 256 else np.uint16 if top < 65536
+                                                         else np.uint32))
+    out = write(labels, args.output, inputs=[args.input])
+    if not args.quiet:
+        for note in notes:
+            print(f"note: {note}")
+        counts = np.bincount(labels.voxels.ravel().astype(np.int64))
+        fg = int(counts[1:].sum())
+        print(f"wrote {out}: method {args.method}, {len(np.flatnonzero(counts[1:]))} label value(s), "
+              f"{fg} foreground voxels ({fg * labels.voxel_volume_mm3 / 1000:.4g} mL)")
+    return 0

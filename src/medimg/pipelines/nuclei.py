@@ -1,0 +1,94 @@
+"""Microscopy nuclei: instance segmentation by Otsu threshold + watershed, with counts and sizes.
+
+Method:
+
+1. grey = luminance of a colour image (ITU-R BT.601 weights), or the image itself;
+2. polarity: nuclei are taken as the minority phase; when the Otsu foreground covers more than half of the
+   image (bright background: bright-field, H&E), the grey image is inverted first;
+3. Gaussian smoothing (sigma 1 pixel), Otsu threshold, holes filled, objects under 15 pixels removed;
+4. touching nuclei split by a marker-controlled watershed on the distance transform (markers at least 3 pixels
+   apart).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from medimg.classical.morphology import connected_components, fill_holes
+from medimg.classical.threshold import otsu
+from medimg.classical.watershed import watershed_instances
+from medimg.core.enums import Kind
+from medimg.core.errors import InvalidParameterError
+from medimg.core.image import Image
+from medimg.measure.table import instance_summary, measure_labels
+from medimg.pipelines.base import AnalysisResult, register
+from medimg.report.figures import overlay
+
+__all__ = ["nuclei", "segment_nuclei"]
+
+MIN_AREA_PX = 15
+MIN_SEPARATION_PX = 3.0
+
+
+def _grey(image: Image) -> np.ndarray:
+    v = image.voxels[:, 0].astype(np.float32)
+    if image.n_channels >= 3:
+        return 0.299 * v[0] + 0.587 * v[1] + 0.114 * v[2]
+    if image.n_channels == 1:
+        return v[0]
+    raise InvalidParameterError("unsupported number of channels", parameter="image", expected="1, 3 or 4",
+                                found=image.n_channels, fix="give a grey-scale or RGB image")
+
+
+def segment_nuclei(image: Image) -> tuple[Image, dict[str, object]]:
+    """Instance map of nuclei in a 2D microscopy image (see the module docstring) and the choices made."""
+    if not image.is_2d:
+        raise InvalidParameterError("nuclei segmentation needs a 2D image", parameter="image",
+                                    expected="Z = 1", found=f"{image.spatial_shape[0]} slices",
+                                    fix="give one microscopy image (PNG/TIFF/JPEG)")
+    grey = _grey(image)
+    smooth = ndimage.gaussian_filter(grey, 1.0)
+    g = Image(voxels=smooth[None, None], geometry=image.geometry)
+    fg = otsu(g).voxels[0, 0] > 0
+    inverted = bool(fg.mean() > 0.5)
+    if inverted:
+        g = Image(voxels=(smooth.max() - smooth)[None, None], geometry=image.geometry)
+        fg = otsu(g).voxels[0, 0] > 0
+    mask = fill_holes(Image(voxels=fg.astype(np.uint8)[None, None], geometry=image.geometry, kind=Kind.LABEL))
+    mask = connected_components(mask, min_size_vox=MIN_AREA_PX)
+    mask = mask.derive((mask.voxels > 0).astype(np.uint8), operation="binarise")
+    sep_mm = MIN_SEPARATION_PX * min(image.geometry.spacing[:2])
+    instances = watershed_instances(mask, min_distance_mm=sep_mm)
+    return instances, {"inverted": inverted, "min_area_px": MIN_AREA_PX, "min_separation_mm": sep_mm}
+
+
+@register("nuclei", "microscopy: nuclei instances by Otsu + watershed; counts and sizes")
+def nuclei(image: Image) -> AnalysisResult:
+    """Segment and count nuclei in a 2D microscopy image."""
+    instances, choices = segment_nuclei(image)
+    records = measure_labels(instances, image=Image(voxels=_grey(image)[None, None], geometry=image.geometry))
+    for r in records:
+        r["structure"] = f"nucleus {r['label']}"
+    summary = instance_summary(instances)
+    grey = _grey(image)
+    lo, hi = np.percentile(grey, [1, 99.5])
+    bg = np.clip((grey - lo) / max(hi - lo, 1e-6), 0, 1)
+    notes = []
+    if image.metadata.get("spacing_source") == "default_1mm":
+        notes.append("The file carries no pixel size: 1 mm per pixel was assumed, so areas are in pixel units "
+                     "(give --pixel-spacing for physical sizes).")
+    if choices["inverted"]:
+        notes.append("Bright background detected (bright-field or H&E): intensities were inverted.")
+    return AnalysisResult(
+        pipeline="nuclei",
+        title="Nuclei: instance segmentation, count and sizes",
+        method=(__doc__ or "").split("\n\n", 1)[1].strip(),
+        parameters=dict(choices),
+        masks={"nuclei": instances},
+        label_names={"nuclei": {}},
+        measurements=records,
+        summary={"count": summary.get("count", 0), **{k: v for k, v in summary.items() if k != "count"}},
+        figures={"nuclei instances over the image": overlay(bg, instances.voxels[0, 0], alpha=0.3)},
+        notes=notes,
+    )
