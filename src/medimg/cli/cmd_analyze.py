@@ -78,10 +78,11 @@ def load_input(args: argparse.Namespace, notes: list[str]):
     from medimg.core.enums import Modality
     from medimg.core.errors import InvalidParameterError
 
+    given = pixel_spacing_to_xyz(args.pixel_spacing) if args.pixel_spacing else None  # validate before reading
     image = read_input(args)
     if image.metadata.get("spacing_source") == "default_1mm":
-        if args.pixel_spacing:
-            sx, sy, _ = pixel_spacing_to_xyz(args.pixel_spacing)
+        if given:
+            sx, sy, _ = given
             image = image.replace(geometry=image.geometry.replace(spacing=(sx, sy, image.spacing[2])))
             image = image.with_metadata(spacing_source="user")
         else:

@@ -2,7 +2,7 @@
 
 Methods: otsu, multi-otsu, threshold, region-grow, fcm, graph-cut, watershed, level-set, slic. Seeds are given
 as voxel indices ``--seed Z,Y,X`` (``Y,X`` for 2D images) or as LPS world coordinates in mm with
-``--seed-world X,Y,Z``; both may be repeated. Optional clean-up (``--fill-holes``, ``--largest``,
+``--seed-world=X,Y,Z`` (with ``=`` when the first value is negative); both may be repeated. Optional clean-up (``--fill-holes``, ``--largest``,
 ``--open MM``, ``--close MM``) applies to binary results. OUT is a label map (NIfTI for 3D, PNG or NIfTI for 2D).
 """
 
@@ -30,7 +30,8 @@ def add_parser(subparsers, *, parents, help: str) -> None:  # noqa: A002
     g.add_argument("--classes", type=int, default=3, help="multi-otsu classes / fcm clusters")
     s = p.add_argument_group("seeds (region-grow: --seed; graph-cut: --seed for foreground and --background)")
     s.add_argument("--seed", action="append", default=[], metavar="Z,Y,X", help="voxel index (Y,X in 2D)")
-    s.add_argument("--seed-world", action="append", default=[], metavar="X,Y,Z", help="LPS point in mm")
+    s.add_argument("--seed-world", action="append", default=[], metavar="X,Y,Z",
+                   help="LPS point in mm (write --seed-world=-12.5,30,4 when it starts with a minus)")
     s.add_argument("--background", action="append", default=[], metavar="Z,Y,X", help="graph-cut background seed")
     s.add_argument("--background-world", action="append", default=[], metavar="X,Y,Z",
                    help="graph-cut background seed as an LPS point in mm")

@@ -96,7 +96,7 @@ def ct_body(ct: Image) -> AnalysisResult:
     tissues[bone] = 4
     tissue_img = ct.derive(tissues[None], operation="ct_body", kind=Kind.LABEL, metadata={},
                            params={"body_hu": BODY_HU, "air_hu": AIR_HU, "bone_hu": BONE_HU})
-    records = measure_labels(tissue_img, image=ct, label_names=LABELS)
+    records = measure_labels(tissue_img, image=ct.with_metadata(modality="CT"), label_names=LABELS)  # HU
     for r in records:
         r["structure"] = LABELS.get(int(r["label"]), str(r["label"]))
     body_ml = float(inside.sum() * voxel_ml)
