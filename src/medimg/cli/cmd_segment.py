@@ -1,9 +1,10 @@
 """`medimg segment IN OUT --method ...`: classical segmentation from the command line.
 
-Methods: otsu, multi-otsu, threshold, region-grow, fcm, graph-cut, watershed, level-set, slic. Seeds are given
-as voxel indices ``--seed Z,Y,X`` (``Y,X`` for 2D images) or as LPS world coordinates in mm with
-``--seed-world=X,Y,Z`` (with ``=`` when the first value is negative); both may be repeated. Optional clean-up (``--fill-holes``, ``--largest``,
-``--open MM``, ``--close MM``) applies to binary results. OUT is a label map (NIfTI for 3D, PNG or NIfTI for 2D).
+Methods: otsu, multi-otsu, threshold, region-grow, fcm, graph-cut, watershed, level-set, slic.
+Seeds are voxel indices ``--seed Z,Y,X`` (``Y,X`` for 2D images) or LPS world coordinates in mm
+``--seed-world=X,Y,Z`` (write the ``=`` when the first value is negative); both may be repeated.
+Optional clean-up (``--fill-holes``, ``--largest``, ``--open MM``, ``--close MM``) applies to binary results.
+OUT is a label map (NIfTI for 3D, PNG or NIfTI for 2D).
 """
 
 from __future__ import annotations
