@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from medimg.classical.seeds import seeds_to_index
 from medimg.core.enums import Kind
 from medimg.core.errors import InvalidParameterError
 from medimg.core.image import Image
@@ -40,57 +41,9 @@ def _seed_mask(seeds: Any, image: Image, name: str, seed_space: str) -> np.ndarr
         image.check_same_grid(seeds, what=f"image and {name}")
         mask = np.asarray(seeds.voxels[0]) != 0
     else:
-        try:
-            pts = np.asarray(seeds, dtype=float)
-        except (TypeError, ValueError) as exc:
-            raise InvalidParameterError("seeds are not numbers", parameter=name, expected="an (N, 3) array",
-                                        found=repr(seeds)[:80], fix="give a list of points") from exc
-        if pts.size == 0:
-            raise InvalidParameterError("empty seed set", parameter=name, expected="at least one seed point",
-                                        found="0 points", fix=f"give at least one {name.split('_')[0]} point")
-        if pts.ndim == 1:
-            pts = pts[None]
-        if seed_space == "world":
-            if pts.ndim != 2 or pts.shape[1] != 3:
-                raise InvalidParameterError("wrong seed dimensions", parameter=name,
-                                            expected="(N, 3) world points (x, y, z) in mm",
-                                            found=f"shape {pts.shape}", fix="give LPS points as (x, y, z)")
-            if not np.all(np.isfinite(pts)):
-                raise InvalidParameterError("non-finite seed coordinate", parameter=name,
-                                            expected="finite numbers", found="NaN or inf", fix="drop those points")
-            ijk = image.geometry.physical_to_index(pts)
-            idx = np.rint(ijk[:, ::-1])  # (k, j, i) = (z, y, x)
-        else:
-            nd = 2 if image.is_2d else 3
-            if pts.ndim != 2 or pts.shape[1] not in (nd, 3):
-                raise InvalidParameterError(
-                    "wrong seed dimensions", parameter=name,
-                    expected="(N, 2) (y, x) indices for a 2D image" if nd == 2 else "(N, 3) (z, y, x) indices",
-                    found=f"shape {pts.shape}", fix="give voxel indices in array order",
-                )
-            if not np.all(np.isfinite(pts)):
-                raise InvalidParameterError("non-finite seed coordinate", parameter=name,
-                                            expected="finite numbers", found="NaN or inf", fix="drop those points")
-            if pts.shape[1] == 2:
-                pts = np.concatenate([np.zeros((len(pts), 1)), pts], axis=1)
-            if not np.all(pts == np.round(pts)):
-                raise InvalidParameterError("voxel seeds must be integers", parameter=name,
-                                            expected="integer (z, y, x) indices", found="fractional indices",
-                                            fix="round them, or use seed_space='world' for points in mm")
-            idx = pts
-        inside = np.all((idx >= 0) & (idx <= np.asarray(spatial) - 1), axis=1)
-        if not inside.all():
-            bad = pts[~inside][0].tolist()
-            raise InvalidParameterError(
-                "seed outside the image", parameter=name,
-                expected=f"indices inside (Z, Y, X) = {spatial}" if seed_space == "voxel"
-                else "points inside the image's physical extent",
-                found=f"{int((~inside).sum())} point(s) outside, e.g. {bad}",
-                fix="check the axis order ((z, y, x) for voxels, (x, y, z) mm for world) and seed_space",
-            )
+        idx = seeds_to_index(image, seeds, space=seed_space, parameter=name)
         mask = np.zeros(spatial, bool)
-        ii = idx.astype(np.int64)
-        mask[ii[:, 0], ii[:, 1], ii[:, 2]] = True
+        mask[idx[:, 0], idx[:, 1], idx[:, 2]] = True
     if not mask.any():
         raise InvalidParameterError("empty seed set", parameter=name, expected="at least one seed voxel",
                                     found="0 seed voxels", fix=f"mark at least one {name.split('_')[0]} voxel")

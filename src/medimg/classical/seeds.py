@@ -19,30 +19,35 @@ __all__ = ["seeds_to_index"]
 _SPACES = ("voxel", "world")
 
 
-def _as_points(seeds: Any) -> np.ndarray:
+def _as_points(seeds: Any, parameter: str = "seeds") -> np.ndarray:
     try:
         pts = np.asarray(seeds, dtype=float)
     except (TypeError, ValueError) as exc:
         raise InvalidParameterError(
-            "seeds are not a list of points", parameter="seeds", expected="(z, y, x) or a list of them",
+            "seeds are not a list of points", parameter=parameter, expected="(z, y, x) or a list of them",
             found=repr(seeds)[:80], fix="give seeds as [(z, y, x), ...] or a (N, 3) array",
         ) from exc
+    if pts.size == 0:
+        raise InvalidParameterError(
+            "empty seed set", parameter=parameter, expected="at least one seed point", found="0 points",
+            fix="give at least one point, e.g. [(z, y, x)]",
+        )
     if pts.ndim == 1:
         pts = pts[None]
     if pts.ndim != 2 or pts.shape[0] == 0 or pts.shape[1] not in (2, 3):
         raise InvalidParameterError(
-            "seeds have the wrong shape", parameter="seeds", expected="(N, 3) points, N >= 1 ((N, 2) for 2D)",
+            "seeds have the wrong shape", parameter=parameter, expected="(N, 3) points, N >= 1 ((N, 2) for 2D)",
             found=f"shape {pts.shape}", fix="give seeds as [(z, y, x), ...]",
         )
     if not np.all(np.isfinite(pts)):
         raise InvalidParameterError(
-            "seeds contain NaN or infinite values", parameter="seeds", expected="finite coordinates",
+            "seeds contain NaN or infinite values", parameter=parameter, expected="finite coordinates",
             found=pts.tolist(), fix="check where the seed coordinates came from",
         )
     return pts
 
 
-def seeds_to_index(image: Image, seeds: Any, *, space: str = "voxel") -> np.ndarray:
+def seeds_to_index(image: Image, seeds: Any, *, space: str = "voxel", parameter: str = "seeds") -> np.ndarray:
     """Voxel indices (z, y, x) of seed points, checked to lie inside the image.
 
     Args:
@@ -51,6 +56,7 @@ def seeds_to_index(image: Image, seeds: Any, *, space: str = "voxel") -> np.ndar
             image. ``space="world"``: physical LPS coordinates (x, y, z) in mm, or (x, y) for a 2D image
             (z taken in the image plane).
         space: "voxel" or "world".
+        parameter: the name errors use for the seeds (e.g. "foreground_seeds").
 
     Returns:
         An int64 array (N, 3) of (z, y, x) indices.
@@ -76,11 +82,11 @@ def seeds_to_index(image: Image, seeds: Any, *, space: str = "voxel") -> np.ndar
             "unknown seed space", parameter="space", expected="'voxel' (z, y, x) or 'world' (LPS mm, x, y, z)",
             found=repr(space), fix="use space='voxel' or space='world'",
         )
-    pts = _as_points(seeds)
+    pts = _as_points(seeds, parameter)
     shape = image.spatial_shape
     if pts.shape[1] == 2 and not image.is_2d:
         raise InvalidParameterError(
-            "2-value seeds given for a 3D image", parameter="seeds",
+            "2-value seeds given for a 3D image", parameter=parameter,
             expected="(z, y, x)" if space == "voxel" else "(x, y, z) in mm", found=pts.tolist(),
             fix="give all three coordinates",
         )
@@ -89,7 +95,7 @@ def seeds_to_index(image: Image, seeds: Any, *, space: str = "voxel") -> np.ndar
             pts = np.column_stack([np.zeros(len(pts)), pts])
         if not np.all(pts == np.round(pts)):
             raise InvalidParameterError(
-                "voxel seeds must be integer indices", parameter="seeds", expected="integers (z, y, x)",
+                "voxel seeds must be integer indices", parameter=parameter, expected="integers (z, y, x)",
                 found=pts.tolist(), fix="round them, or pass space='world' for coordinates in mm",
             )
         index = pts.astype(np.int64)
@@ -105,7 +111,7 @@ def seeds_to_index(image: Image, seeds: Any, *, space: str = "voxel") -> np.ndar
             where = f"world point (x, y, z) {given} mm -> voxel (z, y, x) {tuple(int(v) for v in idx)}" \
                 if space == "world" else f"voxel (z, y, x) {given}"
             raise InvalidParameterError(
-                f"seed #{n} lies outside the image", parameter="seeds",
+                f"seed #{n} lies outside the image", parameter=parameter,
                 expected=f"indices (z, y, x) within the image size {shape}", found=where,
                 fix=("check the point is in LPS mm (x, y, z); RAS coordinates (e.g. from a NIfTI viewer) need x "
                      "and y negated" if space == "world" else

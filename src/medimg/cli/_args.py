@@ -55,3 +55,18 @@ def read_input(args):
         spacing=parse_floats(getattr(args, "spacing", None), option="--spacing"),
         on_gap="resample" if getattr(args, "allow_gaps", False) else "error",
     )
+
+
+def parse_modality(text: str | None):
+    """--modality: a DICOM modality code (CT, MR, US, ...) or None."""
+    from medimg.core.enums import Modality
+
+    if text is None:
+        return None
+    modality = Modality.parse(text)
+    if modality == Modality.UNKNOWN:
+        raise InvalidParameterError(
+            "unknown modality", parameter="--modality", expected=", ".join(m.value for m in Modality),
+            found=repr(text), fix="write e.g. --modality CT",
+        )
+    return modality

@@ -73,12 +73,11 @@ def replace_folder(tmp: Path, out: Path) -> None:
 
 def load_input(args: argparse.Namespace, notes: list[str]):
     """Read the input, apply --pixel-spacing to 2D files without spacing and --modality to files without one."""
-    from medimg.cli._args import read_input
+    from medimg.cli._args import parse_modality, read_input
     from medimg.cli._spacing import FALLBACK_NOTE, pixel_spacing_to_xyz
-    from medimg.core.enums import Modality
-    from medimg.core.errors import InvalidParameterError
 
     given = pixel_spacing_to_xyz(args.pixel_spacing) if args.pixel_spacing else None  # validate before reading
+    modality = parse_modality(args.modality)
     image = read_input(args)
     if image.metadata.get("spacing_source") == "default_1mm":
         if given:
@@ -89,13 +88,8 @@ def load_input(args: argparse.Namespace, notes: list[str]):
             notes.append(FALLBACK_NOTE.format(path=args.input))
     elif args.pixel_spacing:
         notes.append(f"{args.input} states its own pixel spacing; --pixel-spacing was not applied")
-    if args.modality:
-        mod = Modality.parse(args.modality)
-        if mod == Modality.UNKNOWN:
-            raise InvalidParameterError("unknown modality", parameter="--modality",
-                                        expected=", ".join(m.value for m in Modality), found=repr(args.modality),
-                                        fix="write e.g. --modality CT")
-        image = image.with_metadata(modality=mod.value)
+    if modality is not None:
+        image = image.with_metadata(modality=modality.value)
     return image
 
 

@@ -60,19 +60,12 @@ def _table(records: list[dict[str, Any]], columns: list[str]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from medimg.core.enums import Modality
-    from medimg.core.errors import InvalidParameterError
     from medimg.measure import instance_summary, measure_labels, to_csv, to_json
 
     spacing = pixel_spacing_to_xyz(args.pixel_spacing) if args.pixel_spacing else None
-    modality = None
-    if args.modality is not None:
-        modality = Modality.parse(args.modality)
-        if modality == Modality.UNKNOWN:
-            raise InvalidParameterError(
-                "unknown modality", parameter="--modality", expected=", ".join(m.value for m in Modality),
-                found=repr(args.modality), fix="write e.g. --modality CT",
-            )
+    from medimg.cli._args import parse_modality
+
+    modality = parse_modality(args.modality)
     notes: list[str] = []
     image = _read(args.image, kind=None, spacing=spacing, notes=notes)
     labels = _read(args.labels, kind="label", spacing=spacing, notes=notes)

@@ -182,14 +182,9 @@ def run(args: argparse.Namespace) -> int:
     from medimg.io import write
 
     plan = _plan(args)
-    modality = None
-    if args.modality is not None:
-        modality = Modality.parse(args.modality)
-        if modality == Modality.UNKNOWN:
-            raise InvalidParameterError(
-                "unknown modality", parameter="--modality", expected=", ".join(m.value for m in Modality),
-                found=repr(args.modality), fix="write e.g. --modality CT",
-            )
+    from medimg.cli._args import parse_modality
+
+    modality = parse_modality(args.modality)
     image = read_input(args)
     if args.label:
         image = image.replace(kind=Kind.LABEL)

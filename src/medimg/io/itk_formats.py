@@ -102,23 +102,8 @@ def _needs_3d(image: Image) -> bool:
 
 
 def _as_sitk(image: Image) -> sitk.Image:
-    if not (image.is_2d and _needs_3d(image)):
-        return to_sitk(image)
-    # A single oblique (or off-origin) slice: write a 3D image with one slice so no geometry is lost.
-    g = image.geometry
-    vox = np.asarray(image.voxels)
-    if vox.dtype == bool:
-        vox = vox.astype(np.uint8)
-    elif vox.dtype == np.float16:
-        vox = vox.astype(np.float32)
-    if vox.shape[0] == 1:
-        out = sitk.GetImageFromArray(np.ascontiguousarray(vox[0]))
-    else:
-        out = sitk.GetImageFromArray(np.ascontiguousarray(np.moveaxis(vox, 0, -1)), isVector=True)
-    out.SetSpacing(g.spacing)
-    out.SetOrigin(g.origin)
-    out.SetDirection(tuple(g.direction_matrix.ravel()))
-    return out
+    # A single oblique (or off-origin) slice is written as a 3D image with one slice so no geometry is lost.
+    return to_sitk(image, keep_3d=image.is_2d and _needs_3d(image))
 
 
 def write_itk(image: Image, path: str | os.PathLike[str]) -> None:

@@ -21,12 +21,13 @@ __all__ = ["to_sitk", "from_sitk", "geometry_from_sitk"]
 _SITK_UNSUPPORTED = {np.dtype(bool): np.uint8, np.dtype(np.float16): np.float32}
 
 
-def to_sitk(image: Image, *, channel: int | None = None) -> sitk.Image:
+def to_sitk(image: Image, *, channel: int | None = None, keep_3d: bool = False) -> sitk.Image:
     """SimpleITK image with the same voxels and geometry (LPS).
 
     Args:
-        image: the image; a 2D image (Z == 1) becomes a 2D SimpleITK image.
+        image: the image; a 2D image (Z == 1) becomes a 2D SimpleITK image unless ``keep_3d``.
         channel: pick one channel; by default a multi-channel image becomes a vector image.
+        keep_3d: give a single-slice image as 3D with one slice (keeps an oblique or off-origin plane).
     """
     geo = image.geometry
     if geo.space != Space.LPS:
@@ -38,7 +39,7 @@ def to_sitk(image: Image, *, channel: int | None = None) -> sitk.Image:
     target = _SITK_UNSUPPORTED.get(vox.dtype)
     if target is not None:
         vox = vox.astype(target)
-    if image.is_2d:
+    if image.is_2d and not keep_3d:
         arr = vox[:, 0]  # C, Y, X
         if arr.shape[0] == 1:
             out = sitk.GetImageFromArray(np.ascontiguousarray(arr[0]))
