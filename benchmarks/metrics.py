@@ -124,7 +124,8 @@ def main(argv=None) -> int:
               f"{r['medpy_hd95_s'] * 1e3:8.1f})  nsd {r['medimg_nsd_s'] * 1e3:8.1f} ms (MONAI "
               f"{r['monai_nsd_s'] * 1e3:8.1f})  agree={r['agree']}")
     out = {
-        "benchmark": "metrics", "repeats": args.repeats, "torch_threads": 1,
+        "benchmark": "metrics", "command": f"python benchmarks/metrics.py --repeats {args.repeats}",
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"), "repeats": args.repeats, "torch_threads": 1,
         "versions": {"python": platform.python_version(), "numpy": np.__version__, "monai": monai.__version__,
                      "torch": torch.__version__},
         "machine": platform.platform(), "results": results,

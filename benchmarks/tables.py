@@ -39,7 +39,24 @@ def io_table(data: dict) -> str:
     return "\n".join(lines)
 
 
-TABLES = {"io": io_table}
+def metrics_table(data: dict) -> str:
+    lines = [
+        "| input | medimg HD95 ms | MONAI HD95 ms | medpy HD95 ms | HD95 ratio vs MONAI | medimg NSD ms "
+        "| MONAI NSD ms | NSD ratio vs MONAI | values agree |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in data["results"]:
+        lines.append(
+            f"| {r['input']} | {r['medimg_hd95_s'] * 1000:.1f} | {r['monai_hd95_s'] * 1000:.1f} | "
+            f"{r['medpy_hd95_s'] * 1000:.1f} | {r['ratio_hd95_vs_monai']:.2f} | {r['medimg_nsd_s'] * 1000:.1f} | "
+            f"{r['monai_nsd_s'] * 1000:.1f} | {r['ratio_nsd_vs_monai']:.2f} | {'yes' if r['agree'] else 'NO'} |"
+        )
+    lines.append(f"\nGeometric mean of the time ratios vs MONAI: HD95 {data['geomean_ratio_hd95_vs_monai']:.2f}, "
+                 f"NSD {data['geomean_ratio_nsd_vs_monai']:.2f}.")
+    return "\n".join(lines)
+
+
+TABLES = {"io": io_table, "metrics": metrics_table}
 
 
 def main() -> None:
