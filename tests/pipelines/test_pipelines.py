@@ -17,7 +17,7 @@ TOTALSEG_LUNG_LABELS = [10, 11, 12, 13, 14]  # TotalSegmentator v2 lung lobes
 
 
 def test_registry_and_choice():
-    assert set(PIPELINES) == {"ct_body", "nuclei", "fetal_head"}
+    assert set(PIPELINES) == {"ct_body", "hippocampus", "nuclei", "fetal_head"}
     assert choose_pipeline(phantom())[0] == "ct_body"  # HU-like values
     rgb = np.random.default_rng(0).integers(0, 255, (40, 50, 3), dtype=np.uint8)
     from medimg.core import Image

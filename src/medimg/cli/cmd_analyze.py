@@ -37,7 +37,7 @@ def add_parser(subparsers, *, parents, help: str) -> None:  # noqa: A002
     )
     p.add_argument("input", help="image file or DICOM file/folder/zip")
     p.add_argument("-o", "--out", required=True, help="output folder")
-    p.add_argument("--pipeline", choices=["ct_body", "nuclei", "fetal_head"], default=None,
+    p.add_argument("--pipeline", choices=["ct_body", "hippocampus", "nuclei", "fetal_head"], default=None,
                    help="skip the automatic choice")
     p.add_argument("--modality", metavar="MOD", default=None,
                    help="modality when the file records none (e.g. CT for a NIfTI in HU, US, SM)")

@@ -28,6 +28,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
                 "mm/mL/HU"),
     "evaluate": ("medimg.cli.cmd_evaluate", "compare predicted and reference masks: Dice, HD95, ASSD, NSD, ... "
                  "per case and class"),
+    "train": ("medimg.cli.cmd_train", "train a self-configuring segmentation model (nnU-Net or 2D folder layout)"),
+    "predict": ("medimg.cli.cmd_predict", "segment files, folders or DICOM series with a trained or shipped model"),
+    "models": ("medimg.cli.cmd_models", "list the models that ship with medimg"),
     "analyze": ("medimg.cli.cmd_analyze", "the main job: pick a pipeline, segment, measure, write an HTML report"),
     "demo": ("medimg.cli.cmd_demo", "run the main job on the CT sample shipped with medimg"),
 }

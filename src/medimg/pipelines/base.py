@@ -68,7 +68,8 @@ def choose_pipeline(image: Image) -> tuple[str, str]:
     """Pick a pipeline from the modality and content; returns (name, reason).
 
     Rules, in order: CT (by the DICOM modality, or a 3D image whose values look like HU: minimum <= -900 and
-    maximum >= 300) -> ``ct_body``; a 2D ultrasound (modality US, or a grey-scale frame with a black sector
+    maximum >= 300) -> ``ct_body``; a small single-channel 3D MRI crop at about 1 mm -> ``hippocampus``;
+    a 2D ultrasound (modality US, or a grey-scale frame with a black sector
     surround) -> ``fetal_head``; any other 2D image (colour or grey, microscopy) -> ``nuclei``. Anything else is
     refused with the fix to name a pipeline.
     """
@@ -78,10 +79,15 @@ def choose_pipeline(image: Image) -> tuple[str, str]:
         if modality == "CT" or (modality in ("", "UNKNOWN") and lo <= -900 and hi >= 300):
             reason = "DICOM modality CT" if modality == "CT" else f"values from {lo:.0f} to {hi:.0f} look like HU"
             return "ct_body", reason
+        from medimg.pipelines.hippocampus import looks_like_hippocampus_crop
+
+        if looks_like_hippocampus_crop(image):
+            return "hippocampus", "small 3D MRI crop at ~1 mm (hippocampus)"
         raise InvalidParameterError(
             "no automatic pipeline for this 3D image", parameter="--pipeline",
-            expected="a CT volume (modality CT or values in HU)", found=f"modality {modality or 'unknown'}, "
-            f"values {lo:.4g}..{hi:.4g}", fix=f"name a pipeline with --pipeline ({', '.join(sorted(PIPELINES))})",
+            expected="a CT volume (modality CT or values in HU) or an MRI hippocampus crop",
+            found=f"modality {modality or 'unknown'}, values {lo:.4g}..{hi:.4g}",
+            fix=f"name a pipeline with --pipeline ({', '.join(sorted(PIPELINES))})",
         )
     if modality == "US" or (modality in ("", "UNKNOWN", "OT") and _ultrasound_like(image)):
         return "fetal_head", "ultrasound (modality US or a black sector surround)"

@@ -1,0 +1,21 @@
+"""`medimg models`: the models that ship with medimg."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers, *, parents, help: str) -> None:  # noqa: A002
+    subparsers.add_parser("models", parents=parents, help=help, description=__doc__)
+
+
+def run(args: argparse.Namespace) -> int:
+    from medimg.zoo import list_zoo
+
+    for entry in list_zoo():
+        state = "ready" if entry.available else "no weights (retrain with the command below)"
+        print(f"{entry.name:<14} {entry.task:<8} {state}")
+        print(f"  {entry.description}")
+        print(f"  folder:  {entry.path}")
+        print(f"  retrain: {entry.retrain}")
+    return 0

@@ -1,0 +1,294 @@
+"""The :class:`Plan`: every choice a segmentation training run makes, as validated data with a JSON round trip.
+
+A plan is saved next to the weights so that a model folder describes itself. ``schema_version`` is written into
+every file; reading a file written by a newer medimg fails with a clear message instead of guessing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from medimg.augment.batch import AugSpec
+from medimg.core.errors import ImageReadError, InvalidParameterError
+
+__all__ = ["SCHEMA_VERSION", "NormSpec", "AugSpec", "Plan", "NETWORK_KEYS"]
+
+#: Version of the plan file format this medimg writes and the newest it reads.
+SCHEMA_VERSION = 1
+#: Keys of the ``network`` mapping (the fields of medimg.models.spec.NetworkSpec).
+NETWORK_KEYS = ("name", "dims", "in_channels", "n_classes", "base_channels", "max_channels", "n_stages", "block",
+                "pool_kernels", "deep_supervision", "norm", "dropout")
+_NORM_SCHEMES = ("ct", "zscore", "rgb", "none")
+_OPTIMIZERS = ("adamw", "sgd")
+_SCHEDULES = ("poly", "cosine")
+_TASKS = ("segment",)
+_LOSSES = ("dice_ce",)
+
+
+def _bad(parameter: str, what: str, expected: Any, found: Any, fix: str) -> InvalidParameterError:
+    return InvalidParameterError(what, parameter=parameter, expected=expected, found=found, fix=fix)
+
+
+@dataclass(frozen=True)
+class NormSpec:
+    """Intensity normalisation of one channel.
+
+    Schemes: "ct" (clip to ``clip`` then ``(x - mean) / std`` with dataset foreground statistics), "zscore"
+    (per-image mean/std, ``mean``/``std`` None), "rgb" (``x / 255``), "none".
+    """
+
+    scheme: str = "zscore"
+    clip: tuple[float, float] | None = None
+    mean: float | None = None
+    std: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.scheme not in _NORM_SCHEMES:
+            raise _bad("normalization.scheme", "unknown normalisation scheme", ", ".join(_NORM_SCHEMES),
+                       repr(self.scheme), "pick one of the listed schemes")
+        if self.clip is not None:
+            clip = tuple(float(v) for v in self.clip)
+            if len(clip) != 2 or clip[0] > clip[1]:
+                raise _bad("normalization.clip", "invalid clip range", "(low, high) with low <= high", clip,
+                           "give the clip range as two numbers")
+            object.__setattr__(self, "clip", clip)
+        if self.scheme == "ct" and (self.mean is None or self.std is None or self.std <= 0):
+            raise _bad("normalization", "CT normalisation needs the dataset mean and a positive std",
+                       "mean and std > 0", f"mean={self.mean}, std={self.std}",
+                       "take them from the fingerprint's foreground intensity statistics")
+
+
+# The augmentation settings of a plan are the augmenter's own spec (one class, one set of field names).
+
+
+def _network_default() -> dict[str, Any]:
+    return {}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """All choices of a segmentation run. Build with :func:`medimg.plans.plan_segmentation`.
+
+    Axes: ``target_spacing`` is (sx, sy, sz) mm, x first (sz is ignored for 2D); ``patch_size`` is (Z, Y, X)
+    for 3D and (Y, X) for 2D. ``label_values[i]`` is the value in the label files of class id ``i``.
+    ``network["pool_kernels"]`` lists the n_stages - 1 down-sampling kernels, in the axis order of the patch.
+    """
+
+    schema_version: int
+    task: str
+    dims: int
+    in_channels: int
+    n_classes: int
+    label_values: tuple[int, ...]
+    class_names: tuple[str, ...]
+    target_spacing: tuple[float, float, float]
+    patch_size: tuple[int, ...]
+    batch_size: int
+    normalization: tuple[NormSpec, ...]
+    network: dict[str, Any] = field(default_factory=_network_default)
+    augmentation: AugSpec = field(default_factory=AugSpec)
+    loss: str = "dice_ce"
+    optimizer: str = "adamw"
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    schedule: str = "poly"
+    iterations: int = 1000
+    minutes: float | None = None
+    foreground_oversample: float = 0.33
+    seed: int = 0
+    fingerprint_summary: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.schema_version != SCHEMA_VERSION:
+            raise _bad("schema_version", "unsupported plan schema version", SCHEMA_VERSION, self.schema_version,
+                       "build the plan with this medimg version")
+        if self.task not in _TASKS:
+            raise _bad("task", "unknown task", ", ".join(_TASKS), repr(self.task), "use task='segment'")
+        if self.dims not in (2, 3):
+            raise _bad("dims", "unsupported dimensionality", "2 or 3", self.dims, "plan 2D or 3D data")
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
+        set_("label_values", tuple(int(v) for v in self.label_values))
+        set_("class_names", tuple(str(v) for v in self.class_names))
+        set_("target_spacing", tuple(float(v) for v in self.target_spacing))
+        set_("patch_size", tuple(int(v) for v in self.patch_size))
+        norms = tuple(n if isinstance(n, NormSpec) else NormSpec(**n) for n in self.normalization)
+        set_("normalization", norms)
+        if not isinstance(self.augmentation, AugSpec):
+            set_("augmentation", AugSpec(**dict(self.augmentation)))
+        set_("network", json.loads(json.dumps(dict(self.network))))
+        set_("fingerprint_summary", json.loads(json.dumps(dict(self.fingerprint_summary))))
+        if len(self.target_spacing) != 3 or min(self.target_spacing) <= 0:
+            raise _bad("target_spacing", "invalid target spacing", "(sx, sy, sz) mm, all > 0", self.target_spacing,
+                       "give three positive spacings, x first")
+        if len(self.patch_size) != self.dims or min(self.patch_size) < 1:
+            raise _bad("patch_size", "patch size does not match dims",
+                       f"{self.dims} positive sizes ({'Z, Y, X' if self.dims == 3 else 'Y, X'})", self.patch_size,
+                       "give one size per spatial axis")
+        if self.in_channels < 1 or len(self.normalization) != self.in_channels:
+            raise _bad("normalization", "one normalisation per input channel is needed",
+                       f"{self.in_channels} entries", len(self.normalization), "list one NormSpec per channel")
+        if self.n_classes < 2 or len(self.label_values) != self.n_classes or len(self.class_names) != self.n_classes:
+            raise _bad("n_classes", "classes, label values and class names disagree",
+                       "n_classes >= 2 == len(label_values) == len(class_names)",
+                       f"{self.n_classes}, {len(self.label_values)}, {len(self.class_names)}",
+                       "list one label value and one name per class, background first")
+        if len(set(self.label_values)) != len(self.label_values):
+            raise _bad("label_values", "duplicate label values", "distinct values", self.label_values,
+                       "list each value once")
+        if self.batch_size < 1 or self.iterations < 1:
+            raise _bad("batch_size" if self.batch_size < 1 else "iterations", "must be at least 1", ">= 1",
+                       (self.batch_size, self.iterations), "give a positive number")
+        if self.optimizer not in _OPTIMIZERS:
+            raise _bad("optimizer", "unknown optimizer", ", ".join(_OPTIMIZERS), repr(self.optimizer),
+                       "pick one of the listed optimizers")
+        if self.schedule not in _SCHEDULES:
+            raise _bad("schedule", "unknown schedule", ", ".join(_SCHEDULES), repr(self.schedule),
+                       "pick one of the listed schedules")
+        if self.loss not in _LOSSES:
+            raise _bad("loss", "unknown loss", ", ".join(_LOSSES), repr(self.loss), "use loss='dice_ce'")
+        if not self.learning_rate > 0 or self.weight_decay < 0:
+            raise _bad("learning_rate", "invalid optimiser settings", "learning_rate > 0, weight_decay >= 0",
+                       (self.learning_rate, self.weight_decay), "give positive values")
+        if not 0.0 <= self.foreground_oversample <= 1.0:
+            raise _bad("foreground_oversample", "fraction out of range", "[0, 1]", self.foreground_oversample,
+                       "e.g. 0.33")
+        self._check_network()
+
+    def _check_network(self) -> None:
+        net = self.network
+        missing = [k for k in NETWORK_KEYS if k not in net]
+        unknown = [k for k in net if k not in NETWORK_KEYS]
+        if missing or unknown:
+            raise _bad("network", "network spec keys are wrong", ", ".join(NETWORK_KEYS),
+                       f"missing {missing}, unknown {unknown}", "give exactly the NetworkSpec fields")
+        for key, want in (("dims", self.dims), ("in_channels", self.in_channels), ("n_classes", self.n_classes)):
+            if net[key] != want:
+                raise _bad(f"network.{key}", f"network {key} disagrees with the plan", want, net[key],
+                           f"override '{key}' on the plan, not only on the network")
+        kernels = net["pool_kernels"] or [[2] * self.dims] * (int(net["n_stages"]) - 1)  # empty: 2 on every axis
+        if len(kernels) != int(net["n_stages"]) - 1 or any(len(k) != self.dims for k in kernels):
+            raise _bad("network.pool_kernels", "pool kernels do not match the stages",
+                       f"n_stages - 1 = {int(net['n_stages']) - 1} kernels of {self.dims} values",
+                       kernels, "re-plan, or give kernels and n_stages together")
+        for axis, size in enumerate(self.patch_size):
+            factor = 1
+            for k in kernels:
+                factor *= int(k[axis])
+            if size % factor:
+                raise _bad("patch_size", "patch size not divisible by the network's total pooling",
+                           f"axis {axis} a multiple of {factor}", size,
+                           f"use {max(factor, round(size / factor) * factor)} on that axis, or fewer stages")
+
+    # ---- derivation ----------------------------------------------------------------------------------------
+    def replace(self, **overrides: Any) -> Plan:
+        """A new, validated plan with some fields replaced.
+
+        Nested keys use dots: ``plan.replace(**{"network.base_channels": 32, "augmentation.flip": 0.0})``.
+
+        Raises:
+            InvalidParameterError: unknown field, or a value the plan rejects.
+        """
+        data = self.to_dict()
+        names = {f.name for f in fields(self)}
+        for key, value in overrides.items():
+            head, _, rest = key.partition(".")
+            if head not in names:
+                raise _bad(key, "unknown plan field", "one of " + ", ".join(sorted(names)), repr(key),
+                           "check the spelling; nested keys look like 'network.base_channels'")
+            if rest:
+                target = data[head]
+                if not isinstance(target, dict) or rest not in target:
+                    raise _bad(key, "unknown nested plan field", f"a key of {head}",
+                               repr(rest), f"use one of {sorted(target) if isinstance(target, dict) else []}")
+                target[rest] = _plain(value)
+            else:
+                data[head] = _plain(value)
+        return Plan.from_dict(data)
+
+    # ---- serialisation -------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Plan:
+        if not isinstance(data, dict):
+            raise _bad("plan", "a plan must be a JSON object", "an object", type(data).__name__,
+                       "give the content of a plan.json")
+        version = data.get("schema_version")
+        if not isinstance(version, int):
+            raise _bad("schema_version", "plan has no schema version", "an integer", repr(version),
+                       "this is not a medimg plan file")
+        if version > SCHEMA_VERSION:
+            raise _bad("schema_version", "plan written by a newer medimg", f"schema <= {SCHEMA_VERSION}", version,
+                       "upgrade medimg to read this plan")
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise _bad("plan", "unknown plan fields", ", ".join(sorted(names)), unknown,
+                       "remove them, or upgrade medimg")
+        values = dict(data)
+        values["normalization"] = tuple(
+            NormSpec(scheme=n["scheme"], clip=None if n.get("clip") is None else tuple(n["clip"]),
+                     mean=n.get("mean"), std=n.get("std")) if isinstance(n, dict) else n
+            for n in data.get("normalization", ()))
+        if isinstance(data.get("augmentation"), dict):
+            aug_names = {f.name for f in fields(AugSpec)}
+            bad = sorted(set(data["augmentation"]) - aug_names)
+            if bad:
+                raise _bad("augmentation", "unknown augmentation fields", ", ".join(sorted(aug_names)), bad,
+                           "remove them")
+            values["augmentation"] = AugSpec(**data["augmentation"])
+        try:
+            return cls(**values)
+        except TypeError as exc:
+            raise _bad("plan", "plan fields are missing or of the wrong type", ", ".join(sorted(names)), str(exc),
+                       "write the plan with Plan.save") from exc
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Plan:
+        """Parse a plan; the schema version is checked first."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise _bad("text", "plan is not valid JSON", "a JSON object", str(exc), "repair the file") from exc
+        return cls.from_dict(data)
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the plan as JSON (through a temporary file renamed into place)."""
+        out = Path(path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+        tmp.write_text(self.to_json(), encoding="utf-8")
+        os.replace(tmp, out)
+        return out
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Plan:
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ImageReadError("cannot read plan file", path=p, found=str(exc),
+                                 fix="check the path (plans are saved as plan.json)") from exc
+        return cls.from_json(text)
+
+
+def _plain(value: Any) -> Any:
+    """Tuples -> lists, dataclasses -> dicts (JSON-ready, and what from_dict expects)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _plain(dataclasses.asdict(value))
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        return value.item()
+    return value

@@ -1,0 +1,1 @@
+"""Deep-learning tasks: task specifications, losses, data sampling, training and prediction glue."""

@@ -1,0 +1,1 @@
+"""Deep-learning segmentation: losses, patch sampling, training from a dataset folder, prediction."""

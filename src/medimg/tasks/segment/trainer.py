@@ -1,0 +1,256 @@
+"""``medimg train segment``: dataset folder -> verified, fingerprinted, planned, cached, trained model folder.
+
+A model folder describes itself (nnU-Net habit): ``plan.json`` (frozen, versioned), ``fingerprint.json``,
+``splits.json`` (k-fold split by case, seeded) and one ``fold_<k>/`` per trained fold with ``model.pt``
+(weights), ``metrics.json`` (validation Dice per class and the Dice-vs-minutes curve), ``training_curve.png``
+and ``checkpoint.pt`` (to resume; not needed for prediction).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from medimg.core.errors import InvalidParameterError
+from medimg.train.loop import Callback, TrainState
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["TrainOptions", "train_segmentation", "make_splits", "validate_cases", "dice_per_class"]
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """Options of one training run (everything else lives in the plan)."""
+
+    fold: int | str = 0  # a fold number, or "all" to train on every case
+    n_folds: int = 5
+    minutes: float | None = None
+    iterations: int | None = None
+    seed: int = 0
+    overrides: tuple[tuple[str, Any], ...] = ()
+    resume: bool = False
+    progress: bool = True
+    validate_every_minutes: float | None = None
+    max_val_cases: int | None = None  # cases used by the periodic validation (the final one uses all)
+    threads: int | None = None
+    cache_dir: str | None = None
+
+
+def make_splits(cases: Sequence[str], n_folds: int, seed: int) -> list[dict[str, list[str]]]:
+    """k-fold split by case id (shuffled with ``seed``); every case is validated exactly once."""
+    if n_folds < 2 or n_folds > len(cases):
+        raise InvalidParameterError("bad number of folds", parameter="--folds",
+                                    expected=f"2..{len(cases)} (number of cases)", found=n_folds,
+                                    fix="use --folds 5, or --fold all to train on every case")
+    order = list(cases)
+    np.random.default_rng(seed).shuffle(order)
+    folds = [sorted(order[k::n_folds]) for k in range(n_folds)]
+    return [{"train": sorted(c for j, f in enumerate(folds) if j != k for c in f), "val": folds[k]}
+            for k in range(n_folds)]
+
+
+def dice_per_class(pred: np.ndarray, truth: np.ndarray, n_classes: int) -> list[float]:
+    """Dice of classes 1..K-1 (1.0 when a class is absent from both)."""
+    out = []
+    for c in range(1, n_classes):
+        p, t = pred == c, truth == c
+        denom = p.sum() + t.sum()
+        out.append(1.0 if denom == 0 else float(2 * (p & t).sum() / denom))
+    return out
+
+
+def validate_cases(model: torch.nn.Module, cases: Sequence[tuple[np.ndarray, np.ndarray]], plan: Any, *,
+                   autocast_bf16: bool = True) -> dict[str, Any]:
+    """Sliding-window prediction of preprocessed cases and Dice per class on the plan's grid."""
+    from medimg.infer.sliding import sliding_window_predict
+
+    model.eval()
+    dices = []
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        return model(x)
+
+    for img, lab in cases:
+        probs = sliding_window_predict(fn, torch.from_numpy(np.array(img, dtype=np.float32)),
+                                       patch_size=tuple(plan.patch_size), n_classes=plan.n_classes, overlap=0.5,
+                                       batch_size=plan.batch_size, autocast_bf16=autocast_bf16)
+        pred = probs.argmax(0).numpy()
+        dices.append(dice_per_class(pred, lab, plan.n_classes))
+    model.train()
+    arr = np.array(dices)
+    per_class = arr.mean(axis=0).tolist() if len(arr) else []
+    return {"n_cases": len(dices), "dice_per_class": per_class,
+            "mean_dice": float(np.mean(per_class)) if per_class else float("nan"),
+            "dice_per_case": arr.tolist()}
+
+
+class ValidationCallback(Callback):
+    """Validate every ``every_s`` seconds of training; the time spent validating does not count as training."""
+
+    def __init__(self, every_s: float, run: Callable[[], dict[str, Any]]) -> None:
+        self.every_s = every_s
+        self.run = run
+        self._next = every_s
+
+    def on_iteration(self, state: TrainState, record: dict[str, float]) -> None:
+        if state.elapsed_s < self._next:
+            return
+        t0 = time.perf_counter()
+        res = self.run()
+        res.update(iteration=state.iteration, minutes=state.elapsed_s / 60)
+        state.validation.append(res)
+        state.started += time.perf_counter() - t0  # validation time is not training time
+        self._next = state.elapsed_s + self.every_s
+        logger.info("validation at %.1f min: mean Dice %.4f", res["minutes"], res["mean_dice"])
+
+
+def _atomic_json(path: Path, payload: Any) -> None:
+    tmp = path.with_name(f".{path.name}.part")
+    tmp.write_text(json.dumps(payload, indent=2))
+    os.replace(tmp, path)
+
+
+def train_segmentation(dataset_root: str | os.PathLike[str], out_dir: str | os.PathLike[str],
+                       options: TrainOptions = TrainOptions()) -> dict[str, Any]:
+    """Train one fold (or all cases) of a segmentation model; returns the fold's metrics.
+
+    The plan is computed on the first run and reused from ``out_dir/plan.json`` by later folds, so that all
+    folds of a model share one plan; ``overrides`` (e.g. ``("network.base_channels", 24)``) change it.
+    """
+    from medimg.augment.batch import BatchAugmenter
+    from medimg.models import NetworkSpec, build_network
+    from medimg.plans import (
+        Plan,
+        PreprocessedCache,
+        SegDataset,
+        compute_fingerprint,
+        plan_segmentation,
+        verify_dataset,
+    )
+    from medimg.tasks.segment.losses import DeepSupervisionLoss, DiceCELoss
+    from medimg.tasks.segment.sampling import PatchSampler
+    from medimg.train import (
+        CheckpointCallback,
+        CurveCallback,
+        ProgressCallback,
+        load_checkpoint,
+        make_optimizer,
+        poly_lr,
+        train_loop,
+    )
+    from medimg.train.loop import cosine_lr
+
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ds = SegDataset.open(dataset_root)
+    report = verify_dataset(ds)
+    report.raise_if_bad()
+    plan_path = out / "plan.json"
+    if plan_path.exists():
+        plan = Plan.load(plan_path)
+        if options.overrides:
+            plan = plan.replace(**dict(options.overrides))
+    else:
+        fp = compute_fingerprint(ds, seed=options.seed)
+        (out / "fingerprint.json").write_text(json.dumps(fp.to_dict(), indent=2))
+        plan = plan_segmentation(fp, minutes=options.minutes or 30.0, overrides=dict(options.overrides) or None)
+    if options.iterations is not None or options.minutes is not None or options.seed != plan.seed:
+        changes: dict[str, Any] = {"seed": options.seed}
+        if options.iterations is not None:
+            changes["iterations"] = int(options.iterations)
+        if options.minutes is not None:
+            changes["minutes"] = float(options.minutes)
+        plan = plan.replace(**changes)
+    plan.save(plan_path)
+
+    splits_path = out / "splits.json"
+    if splits_path.exists():
+        splits = json.loads(splits_path.read_text())["folds"]
+    else:
+        splits = make_splits(ds.cases, options.n_folds, options.seed)
+        _atomic_json(splits_path, {"seed": options.seed, "n_folds": options.n_folds, "folds": splits})
+    if options.fold == "all":
+        train_ids, val_ids, fold_name = list(ds.cases), [], "fold_all"
+    else:
+        k = int(options.fold)
+        if not 0 <= k < len(splits):
+            raise InvalidParameterError("fold out of range", parameter="--fold", expected=f"0..{len(splits) - 1}",
+                                        found=k, fix="pick an existing fold or 'all'")
+        train_ids, val_ids, fold_name = splits[k]["train"], splits[k]["val"], f"fold_{k}"
+    fold_dir = out / fold_name
+    fold_dir.mkdir(exist_ok=True)
+
+    cache = PreprocessedCache(options.cache_dir, plan, ds) if options.cache_dir else PreprocessedCache(None, plan, ds)
+    cache.build(list(train_ids) + list(val_ids))
+    train_cases = [cache.get(c)[:2] for c in train_ids]
+    val_cases = [cache.get(c)[:2] for c in val_ids]
+
+    torch.manual_seed(plan.seed)
+    spec = NetworkSpec.from_dict(plan.network)
+    model = build_network(spec)
+    optimizer = make_optimizer(model.parameters(), plan.optimizer, plan.learning_rate, plan.weight_decay)
+    ckpt_path = fold_dir / "checkpoint.pt"
+    state = load_checkpoint(ckpt_path, model, optimizer) if options.resume and ckpt_path.exists() else None
+    start_it = state.iteration if state else 0
+    sampler = PatchSampler(train_cases, patch_size=plan.patch_size, batch_size=plan.batch_size,
+                           foreground_oversample=plan.foreground_oversample, seed=plan.seed + start_it)
+    spacing_zyx = (plan.target_spacing[2], plan.target_spacing[1], plan.target_spacing[0])
+    augmenter = BatchAugmenter(_aug_spec(plan), dims=plan.dims,
+                               spacing_zyx=spacing_zyx[-plan.dims:], seed=plan.seed + start_it)
+    loss = DeepSupervisionLoss(DiceCELoss())
+    if plan.schedule == "cosine":
+        def lr_at(progress: float) -> float:
+            return cosine_lr(plan.learning_rate, progress, warmup=0.03)
+    else:
+        def lr_at(progress: float) -> float:
+            return poly_lr(plan.learning_rate, progress)
+    callbacks: list[Callback] = [
+        ProgressCallback(enabled=options.progress, label=f"train {fold_name}"),
+        CheckpointCallback(ckpt_path, model, optimizer, every_s=300),
+        CurveCallback(fold_dir / "training_curve.png", fold_dir / "training_log.json"),
+    ]
+    if options.validate_every_minutes and val_cases:
+        periodic = val_cases[: options.max_val_cases] if options.max_val_cases else val_cases
+        callbacks.insert(1, ValidationCallback(options.validate_every_minutes * 60,
+                                               lambda: validate_cases(model, periodic, plan)))
+    t0 = time.perf_counter()
+    state = train_loop(model, optimizer, iter(sampler), loss, max_iterations=plan.iterations, lr_at=lr_at,
+                       minutes=plan.minutes, state=state, callbacks=callbacks, transform=augmenter)
+    train_s = time.perf_counter() - t0
+    torch.save({k: v.to(torch.float16) if v.is_floating_point() else v for k, v in model.state_dict().items()},
+               fold_dir / ".model.pt.part")
+    os.replace(fold_dir / ".model.pt.part", fold_dir / "model.pt")
+    metrics: dict[str, Any] = {
+        "fold": fold_name, "n_train": len(train_ids), "n_val": len(val_ids), "iterations": state.iteration,
+        "training_minutes": round(state.elapsed_s / 60, 2), "stop_reason": state.stop_reason,
+        "wall_minutes_this_run": round(train_s / 60, 2), "curve": state.validation,
+        "threads": torch.get_num_threads(),
+    }
+    if val_cases:
+        final = validate_cases(model, val_cases, plan)
+        metrics["validation"] = {k: v for k, v in final.items() if k != "dice_per_case"}
+        metrics["validation"]["cases"] = dict(zip(val_ids, final["dice_per_case"]))
+    _atomic_json(fold_dir / "metrics.json", metrics)
+    return metrics
+
+
+def _aug_spec(plan: Any):
+    """The plan's augmentation settings as the augmenter's spec (same field names)."""
+    from dataclasses import asdict, fields, is_dataclass
+
+    from medimg.augment.batch import AugSpec
+
+    src = asdict(plan.augmentation) if is_dataclass(plan.augmentation) else dict(plan.augmentation)
+    names = {f.name for f in fields(AugSpec)}
+    return AugSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in src.items() if k in names})

@@ -1,0 +1,127 @@
+"""Callbacks for :func:`medimg.train.loop.train_loop`: progress line, checkpoints, training-curve PNG."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from medimg.train.loop import Callback, TrainState
+
+__all__ = ["ProgressCallback", "CheckpointCallback", "CurveCallback", "save_checkpoint", "load_checkpoint"]
+
+
+class ProgressCallback(Callback):
+    """One self-overwriting progress line on stderr (a plain line every ``every`` iterations when not a tty)."""
+
+    def __init__(self, *, every: int = 10, enabled: bool = True, label: str = "train") -> None:
+        self.every = every
+        self.enabled = enabled
+        self.label = label
+        self._tty = sys.stderr.isatty()
+
+    def on_iteration(self, state: TrainState, record: dict[str, float]) -> None:
+        if not self.enabled or state.iteration % self.every:
+            return
+        recent = state.history[-self.every:]
+        loss = sum(r["loss"] for r in recent) / len(recent)
+        rate = len(recent) / max(sum(r["step_s"] for r in recent), 1e-9)
+        text = (f"{self.label}: it {state.iteration}/{state.max_iterations}  loss {loss:.4f}  "
+                f"lr {record['lr']:.2e}  {rate:.2f} it/s  {state.elapsed_s / 60:.1f} min")
+        print(("\r" + text) if self._tty else text, end="" if self._tty else "\n", file=sys.stderr, flush=True)
+
+    def on_end(self, state: TrainState) -> None:
+        if self.enabled:
+            print(("\n" if self._tty else "") + f"{self.label}: stopped: {state.stop_reason}", file=sys.stderr)
+
+
+def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: TrainState,
+                    extra: dict[str, Any] | None = None) -> None:
+    """Atomically save weights, optimizer state and loop state (for --resume)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.part")
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "iteration": state.iteration,
+                "elapsed_s": state.elapsed_s, "history": state.history, "extra": extra or {}}, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None
+                    ) -> TrainState:
+    """Restore a checkpoint written by :func:`save_checkpoint`; returns the loop state to continue from."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    model.load_state_dict(ckpt["model"])
+    if optimizer is not None:
+        optimizer.load_state_dict(ckpt["optimizer"])
+    return TrainState(iteration=int(ckpt["iteration"]), elapsed_s=float(ckpt["elapsed_s"]),
+                      history=list(ckpt["history"]))
+
+
+class CheckpointCallback(Callback):
+    """Save a resumable checkpoint every ``every_s`` seconds and at the end."""
+
+    def __init__(self, path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, *,
+                 every_s: float = 300.0, extra: Callable[[], dict[str, Any]] | None = None) -> None:
+        self.path = Path(path)
+        self.model = model
+        self.optimizer = optimizer
+        self.every_s = every_s
+        self.extra = extra
+        self._last = time.perf_counter()
+
+    def _save(self, state: TrainState) -> None:
+        save_checkpoint(self.path, self.model, self.optimizer, state, self.extra() if self.extra else None)
+        self._last = time.perf_counter()
+
+    def on_iteration(self, state: TrainState, record: dict[str, float]) -> None:
+        if time.perf_counter() - self._last >= self.every_s:
+            self._save(state)
+
+    def on_end(self, state: TrainState) -> None:
+        self._save(state)
+
+
+class CurveCallback(Callback):
+    """Write the training curve (loss, smoothed, and validation Dice if any) as PNG and JSON at the end."""
+
+    def __init__(self, png_path: Path, json_path: Path | None = None) -> None:
+        self.png_path = Path(png_path)
+        self.json_path = Path(json_path) if json_path else None
+
+    def on_end(self, state: TrainState) -> None:
+        if not state.history:
+            return
+        if self.json_path is not None:
+            self.json_path.write_text(json.dumps({"history": state.history, "validation": state.validation}))
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        import numpy as np
+
+        it = np.array([r["iteration"] for r in state.history])
+        loss = np.array([r["loss"] for r in state.history])
+        k = max(1, len(loss) // 50)
+        smooth = np.convolve(loss, np.ones(k) / k, mode="valid")
+        fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+        ax.plot(it, loss, color="0.8", lw=0.8, label="loss")
+        ax.plot(it[k - 1:], smooth, color="C0", lw=1.5, label=f"loss (mean of {k})")
+        ax.set_xlabel("iteration")
+        ax.set_ylabel("Dice + CE loss")
+        if state.validation:
+            ax2 = ax.twinx()
+            ax2.plot([v["iteration"] for v in state.validation], [v["mean_dice"] for v in state.validation],
+                     "o-", color="C1", label="validation Dice")
+            ax2.set_ylabel("validation mean Dice")
+            ax2.set_ylim(0, 1)
+        ax.set_title(f"{state.iteration} iterations, {state.elapsed_s / 60:.1f} min")
+        ax.legend(loc="upper right")
+        fig.tight_layout()
+        self.png_path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(self.png_path)
+        plt.close(fig)
