@@ -184,20 +184,59 @@ def _report_columns(records: list[dict[str, Any]]) -> list[str]:
     return [c for c in preferred if c in present]
 
 
+def combine_cases(results: list[tuple[str, Any]]):
+    """One AnalysisResult for a folder of cases: records and masks prefixed by case, per-case summaries."""
+    from medimg.pipelines import AnalysisResult
+
+    first = results[0][1]
+    names = {r.pipeline for _, r in results}
+    if len(names) > 1:
+        from medimg.core.errors import InvalidParameterError
+
+        raise InvalidParameterError("the cases of the folder need different pipelines", parameter="input",
+                                    found=sorted(names), fix="analyse one kind of image per folder, or pass "
+                                    "--pipeline")
+    records, masks, figures, label_names, notes = [], {}, {}, {}, []
+    for case, r in results:
+        records += [{"case": case, **rec} for rec in r.measurements]
+        for name, mask in r.masks.items():
+            masks[f"{case}_{name}"] = mask
+            label_names[f"{case}_{name}"] = r.label_names.get(name, {})
+        if len(figures) < 6:
+            figures.update({f"{case}: {cap}": fig for cap, fig in r.figures.items()})
+        notes += [f"{case}: {n}" for n in r.notes]
+    summary = {"cases": len(results), "per_case": [{"case": c, **r.summary} for c, r in results]}
+    return AnalysisResult(pipeline=first.pipeline, title=f"{first.title} ({len(results)} cases)",
+                          method=first.method, parameters=first.parameters, masks=masks, label_names=label_names,
+                          measurements=records, summary=summary, figures=figures, notes=notes)
+
+
 def run(args: argparse.Namespace) -> int:
+    from medimg.cli.cmd_predict import _read_case, case_files
     from medimg.pipelines import run_pipeline
 
     out = Path(args.out)
     check_output_folder(out, "measurements.json", _MARKER, "analyze")
     notes: list[str] = []
-    image = load_input(args, notes)
-    result = run_pipeline(image, args.pipeline)
+    src = Path(args.input)
+    cases = case_files(src) if src.is_dir() else {}
+    if cases:  # a folder of image files (not a DICOM folder): one analysis per case, one report
+        results = []
+        for case, files in sorted(cases.items()):
+            image = _read_case(files)
+            results.append((case, run_pipeline(image, args.pipeline)))
+        result = combine_cases(results)
+    else:
+        image = load_input(args, notes)
+        result = run_pipeline(image, args.pipeline)
     report = write_analysis(image, result, out, source=str(args.input), inputs=[args.input], notes=notes)
     if not args.quiet:
         print(f"pipeline:     {result.pipeline} ({result.parameters.get('pipeline_choice', '')})")
         for k, v in result.summary.items():
             if not isinstance(v, (dict, list)):
                 print(f"{k + ':':<14}{v}")
+        for row in result.summary.get("per_case", [])[:20]:
+            print("  " + ", ".join(f"{k} {v}" for k, v in row.items()))
         for note in notes + result.notes:
             print(f"note: {note}")
         print(f"report:       {report}")

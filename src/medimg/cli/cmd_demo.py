@@ -3,7 +3,8 @@
 Reads the 20-slice JPEG 2000 CT series (TotalSegmentator sample, CC BY 4.0), prints what it found, and writes
 into an output folder: the volume as NIfTI, a soft-tissue-windowed copy resampled to 1.5 mm, a PNG montage in
 the lung and bone windows, a JSON summary, and the full ``medimg analyze`` output (CT body/lung/gas/bone
-segmentation, volumes in mL, HTML report) in ``analysis/``. The folder is built beside the target and moved
+segmentation, volumes in mL, HTML report) in ``analysis/``; the shipped hippocampus model on the shipped MRI
+crop in ``analysis_hippocampus/``. The folder is built beside the target and moved
 into place only when everything succeeded.
 """
 
@@ -36,6 +37,13 @@ def _syntax_name(uid: str | None) -> str:
     from pydicom.uid import UID
 
     return UID(uid).name if uid else "?"
+
+
+def hippocampus_sample_path() -> Path:
+    """The hippocampus MRI crop shipped with the package (MSD Task04 case 001, CC BY-SA 4.0)."""
+    from importlib.resources import files
+
+    return Path(str(files("medimg") / "data" / "hippocampus_sample" / "hippocampus_001.nii.gz"))
 
 
 def sample_path() -> Path:
@@ -78,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         raise ImageWriteError("output folder is the input folder", path=out, fix="choose another --out")
     _check_output_folder(out)
     say = (lambda *a: None) if args.quiet else print
-    progress = Progress(6, quiet=args.quiet)
+    progress = Progress(7, quiet=args.quiet)
     t0 = time.perf_counter()
 
     ct = read(src)
@@ -131,12 +139,21 @@ def run(args: argparse.Namespace) -> int:
         files["measurements"] = "analysis/measurements.json"
         progress.step("analysed: body, lungs, gas and bone segmented and measured")
 
+        hippo_src = hippocampus_sample_path()
+        hippo = read(hippo_src)
+        hippo_result = run_pipeline(hippo, "hippocampus")
+        hippo_report = write_analysis(hippo, hippo_result, tmp / "analysis_hippocampus", source=str(hippo_src.name),
+                                      inputs=[hippo_src], notes=[])
+        files["hippocampus_report"] = "analysis_hippocampus/report.html"
+        progress.step("hippocampus MRI crop segmented by the shipped model and measured")
+
         hu = ct.voxels[0].astype(np.float32)
         summary = {
             _MARKER: True,
             "medimg_version": medimg.__version__,
             "input": summary_input(args, src),
             "analysis": analysis.summary,
+            "hippocampus_analysis": hippo_result.summary,
             "image": s,
             "hu_fractions": {
                 "air (< -900 HU)": round(float((hu < -900).mean()), 4),
@@ -159,6 +176,10 @@ def run(args: argparse.Namespace) -> int:
     say(f"wrote {out}/: " + ", ".join(sorted(files.values())) + f", {SUMMARY_NAME}")
     say("volumes:      " + ", ".join(f"{k} {v}" for k, v in analysis.summary.items() if k.endswith("_ml")))
     say(f"report:       {out / Path(report).relative_to(tmp)}  (open it in a browser)")
+    hs = hippo_result.summary
+    say(f"hippocampus:  anterior {hs['anterior_volume_ml']:.3f} mL, posterior {hs['posterior_volume_ml']:.3f} mL "
+        f"(shipped model, sample case {hippo_src.name})")
+    say(f"report:       {out / Path(hippo_report).relative_to(tmp)}")
     return 0
 
 

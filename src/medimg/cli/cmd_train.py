@@ -30,6 +30,8 @@ def add_parser(subparsers, *, parents, help: str) -> None:  # noqa: A002
                    help="validate every MIN minutes of training (Dice-vs-minutes curve in metrics.json)")
     p.add_argument("--validate-cases", type=int, default=None, metavar="N",
                    help="cases used by the periodic validation (the final validation uses every case of the fold)")
+    p.add_argument("--foreground-only", action="store_true",
+                   help="2D layouts: treat every non-zero label as foreground (instance maps such as nuclei)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     p.add_argument("--cache", default=None, help="preprocessed cache folder (default $MEDIMG_CACHE or "
                    "~/.cache/medimg/preprocessed)")
@@ -63,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
     options = TrainOptions(fold=fold, n_folds=args.folds, minutes=args.minutes, iterations=args.iterations,
                            seed=args.seed, overrides=_overrides(args.set), resume=args.resume,
                            progress=not args.quiet, validate_every_minutes=args.validate_every,
-                           max_val_cases=args.validate_cases, threads=args.threads, cache_dir=args.cache)
+                           max_val_cases=args.validate_cases, threads=args.threads, cache_dir=args.cache,
+                           foreground_only=args.foreground_only)
     metrics = train_segmentation(args.dataset, args.out, options)
     if not args.quiet:
         val = metrics.get("validation")

@@ -43,6 +43,7 @@ class TrainOptions:
     max_val_cases: int | None = None  # cases used by the periodic validation (the final one uses all)
     threads: int | None = None
     cache_dir: str | None = None
+    foreground_only: bool = False  # 2D layouts: binarise instance maps (each nucleus id -> 1)
 
 
 def make_splits(cases: Sequence[str], n_folds: int, seed: int) -> list[dict[str, list[str]]]:
@@ -153,7 +154,7 @@ def train_segmentation(dataset_root: str | os.PathLike[str], out_dir: str | os.P
         torch.set_num_threads(options.threads)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    ds = SegDataset.open(dataset_root)
+    ds = SegDataset.open(dataset_root, foreground_only=options.foreground_only)
     report = verify_dataset(ds)
     report.raise_if_bad()
     plan_path = out / "plan.json"
