@@ -35,7 +35,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 N_CLASSES = 4
-RUNS = ("medimg_fp32", "medimg_bf16", "monai_fp32", "monai_bf16")
+RUNS = ("medimg_fp32", "monai_fp32", "medimg_bf16", "monai_bf16")  # interleaved: drifts in load hit both
 
 
 def build_unet():
@@ -257,6 +257,7 @@ def main(argv=None) -> int:
                     "conv_gflop_per_patch": flops_patch / 1e9, "classes": N_CLASSES, "weights": "random, seed 0"},
         "settings": {"patch": args.patch, "overlap": args.overlap, "batch_size": args.batch_size,
                      "torch_threads": torch.get_num_threads(), "medimg_channels_last": True},
+        "load_average_1_5_15_min_at_end": list(os.getloadavg()),
         "cpu_peak_estimate": peak, "results": results, "ratios": ratios, "agreement": agreement,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
