@@ -64,10 +64,14 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidParameterError("bad fold", parameter="--fold", expected="a number or 'all'", found=args.fold)
     options = TrainOptions(fold=fold, n_folds=args.folds, minutes=args.minutes, iterations=args.iterations,
                            seed=args.seed, overrides=_overrides(args.set), resume=args.resume,
-                           progress=not args.quiet, validate_every_minutes=args.validate_every,
+                           validate_every_minutes=args.validate_every,
                            max_val_cases=args.validate_cases, threads=args.threads, cache_dir=args.cache,
                            foreground_only=args.foreground_only)
-    metrics = train_segmentation(args.dataset, args.out, options)
+    from medimg.cli.progress import TrainProgress
+
+    fold_label = f"train fold_{fold}" if fold != "all" else "train fold_all"
+    metrics = train_segmentation(args.dataset, args.out, options,
+                                 callbacks=() if args.quiet else (TrainProgress(label=fold_label),))
     if not args.quiet:
         val = metrics.get("validation")
         print(f"trained {metrics['fold']}: {metrics['iterations']} iterations in {metrics['training_minutes']} min "

@@ -28,3 +28,29 @@ class Progress:
         for item in items:
             yield item
             self.step(what)
+
+
+class TrainProgress:
+    """Training progress on stderr: one self-overwriting line on a terminal, a plain line every ``every``
+    iterations otherwise. A :class:`medimg.train.loop.Callback` (duck-typed to keep this module light)."""
+
+    def __init__(self, *, every: int = 10, label: str = "train") -> None:
+        self.every = every
+        self.label = label
+        self._tty = sys.stderr.isatty()
+
+    def on_start(self, state) -> None:
+        pass
+
+    def on_iteration(self, state, record: dict) -> None:
+        if state.iteration % self.every:
+            return
+        recent = state.history[-self.every:]
+        loss = sum(r["loss"] for r in recent) / len(recent)
+        rate = len(recent) / max(sum(r["step_s"] for r in recent), 1e-9)
+        text = (f"{self.label}: it {state.iteration}/{state.max_iterations}  loss {loss:.4f}  "
+                f"lr {record['lr']:.2e}  {rate:.2f} it/s  {state.elapsed_s / 60:.1f} min")
+        print(("\r" + text) if self._tty else text, end="" if self._tty else "\n", file=sys.stderr, flush=True)
+
+    def on_end(self, state) -> None:
+        print(("\n" if self._tty else "") + f"{self.label}: stopped: {state.stop_reason}", file=sys.stderr)

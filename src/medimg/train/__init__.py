@@ -3,13 +3,13 @@
 from medimg.train.callbacks import (
     CheckpointCallback,
     CurveCallback,
-    ProgressCallback,
+    LogCallback,
     load_checkpoint,
     save_checkpoint,
 )
 from medimg.train.loop import Callback, TrainState, cosine_lr, make_optimizer, poly_lr, train_loop
 
 __all__ = [
-    "train_loop", "TrainState", "Callback", "poly_lr", "cosine_lr", "make_optimizer", "ProgressCallback",
+    "train_loop", "TrainState", "Callback", "poly_lr", "cosine_lr", "make_optimizer", "LogCallback",
     "CheckpointCallback", "CurveCallback", "save_checkpoint", "load_checkpoint",
 ]

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -13,31 +13,28 @@ import torch
 
 from medimg.train.loop import Callback, TrainState
 
-__all__ = ["ProgressCallback", "CheckpointCallback", "CurveCallback", "save_checkpoint", "load_checkpoint"]
+__all__ = ["LogCallback", "CheckpointCallback", "CurveCallback", "save_checkpoint", "load_checkpoint"]
+
+logger = logging.getLogger(__name__)
 
 
-class ProgressCallback(Callback):
-    """One self-overwriting progress line on stderr (a plain line every ``every`` iterations when not a tty)."""
+class LogCallback(Callback):
+    """Log the mean loss and speed every ``every`` iterations through the module logger (progress bars are the
+    command line's business: see ``medimg.cli.progress.TrainProgress``)."""
 
-    def __init__(self, *, every: int = 10, enabled: bool = True, label: str = "train") -> None:
+    def __init__(self, *, every: int = 100, label: str = "train") -> None:
         self.every = every
-        self.enabled = enabled
         self.label = label
-        self._tty = sys.stderr.isatty()
 
     def on_iteration(self, state: TrainState, record: dict[str, float]) -> None:
-        if not self.enabled or state.iteration % self.every:
+        if state.iteration % self.every:
             return
         recent = state.history[-self.every:]
-        loss = sum(r["loss"] for r in recent) / len(recent)
-        rate = len(recent) / max(sum(r["step_s"] for r in recent), 1e-9)
-        text = (f"{self.label}: it {state.iteration}/{state.max_iterations}  loss {loss:.4f}  "
-                f"lr {record['lr']:.2e}  {rate:.2f} it/s  {state.elapsed_s / 60:.1f} min")
-        print(("\r" + text) if self._tty else text, end="" if self._tty else "\n", file=sys.stderr, flush=True)
+        logger.debug("%s: it %d loss %.4f lr %.2e %.1f min", self.label, state.iteration,
+                     sum(r["loss"] for r in recent) / len(recent), record["lr"], state.elapsed_s / 60)
 
     def on_end(self, state: TrainState) -> None:
-        if self.enabled:
-            print(("\n" if self._tty else "") + f"{self.label}: stopped: {state.stop_reason}", file=sys.stderr)
+        logger.info("%s: stopped: %s", self.label, state.stop_reason)
 
 
 def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: TrainState,

@@ -38,7 +38,6 @@ class TrainOptions:
     seed: int = 0
     overrides: tuple[tuple[str, Any], ...] = ()
     resume: bool = False
-    progress: bool = True
     validate_every_minutes: float | None = None
     max_val_cases: int | None = None  # cases used by the periodic validation (the final one uses all)
     threads: int | None = None
@@ -121,7 +120,8 @@ def _atomic_json(path: Path, payload: Any) -> None:
 
 
 def train_segmentation(dataset_root: str | os.PathLike[str], out_dir: str | os.PathLike[str],
-                       options: TrainOptions = TrainOptions()) -> dict[str, Any]:
+                       options: TrainOptions = TrainOptions(), *,
+                       callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
     """Train one fold (or all cases) of a segmentation model; returns the fold's metrics.
 
     The plan is computed on the first run and reused from ``out_dir/plan.json`` by later folds, so that all
@@ -142,7 +142,7 @@ def train_segmentation(dataset_root: str | os.PathLike[str], out_dir: str | os.P
     from medimg.train import (
         CheckpointCallback,
         CurveCallback,
-        ProgressCallback,
+        LogCallback,
         load_checkpoint,
         make_optimizer,
         poly_lr,
@@ -216,18 +216,18 @@ def train_segmentation(dataset_root: str | os.PathLike[str], out_dir: str | os.P
     else:
         def lr_at(progress: float) -> float:
             return poly_lr(plan.learning_rate, progress)
-    callbacks: list[Callback] = [
-        ProgressCallback(enabled=options.progress, label=f"train {fold_name}"),
+    loop_callbacks: list[Callback] = [
+        LogCallback(label=f"train {fold_name}"), *callbacks,
         CheckpointCallback(ckpt_path, model, optimizer, every_s=300),
         CurveCallback(fold_dir / "training_curve.png", fold_dir / "training_log.json"),
     ]
     if options.validate_every_minutes and val_cases:
         periodic = val_cases[: options.max_val_cases] if options.max_val_cases else val_cases
-        callbacks.insert(1, ValidationCallback(options.validate_every_minutes * 60,
+        loop_callbacks.insert(1, ValidationCallback(options.validate_every_minutes * 60,
                                                lambda: validate_cases(model, periodic, plan)))
     t0 = time.perf_counter()
     state = train_loop(model, optimizer, iter(sampler), loss, max_iterations=plan.iterations, lr_at=lr_at,
-                       minutes=plan.minutes, state=state, callbacks=callbacks, transform=augmenter)
+                       minutes=plan.minutes, state=state, callbacks=loop_callbacks, transform=augmenter)
     train_s = time.perf_counter() - t0
     torch.save({k: v.to(torch.float16) if v.is_floating_point() else v for k, v in model.state_dict().items()},
                fold_dir / ".model.pt.part")
