@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from medimg.core.checks import per_axis_xyz
 from medimg.core.enums import Kind
 from medimg.core.errors import InvalidParameterError
 from medimg.core.image import Image
@@ -112,21 +113,8 @@ def _binary_out(source: Image, array_zyx: np.ndarray, *, operation: str, params:
 
 def _radius_xyz(radius_mm: Any, parameter: str = "radius_mm") -> tuple[float, float, float]:
     """A radius given as one number or (rx, ry, rz) in mm, each >= 0."""
-    try:
-        arr = np.asarray(radius_mm, dtype=float).ravel()
-    except (TypeError, ValueError) as exc:
-        raise InvalidParameterError(
-            "not a number or a list of numbers", parameter=parameter, expected="a number or (x, y, z) in mm",
-            found=repr(radius_mm), fix=f"give {parameter} as one number or three numbers in mm, x first",
-        ) from exc
-    if arr.size == 1:
-        arr = np.repeat(arr, 3)
-    if arr.size != 3 or not np.all(np.isfinite(arr)) or np.any(arr < 0):
-        raise InvalidParameterError(
-            "invalid radius", parameter=parameter, expected="one or three finite values >= 0 mm (x, y, z)",
-            found=repr(radius_mm), fix=f"give {parameter} in mm, e.g. {parameter}=2.0",
-        )
-    return (float(arr[0]), float(arr[1]), float(arr[2]))
+    rx, ry, rz = per_axis_xyz(radius_mm, parameter, allow_zero=True)
+    return (rx, ry, rz)
 
 
 def _ellipsoid(radius_mm: Sequence[float], spacing_zyx: Sequence[float]) -> np.ndarray:

@@ -18,15 +18,20 @@ from medimg.core.enums import Kind
 from medimg.core.errors import GeometryMismatchError, InvalidParameterError
 from medimg.core.geometry import Geometry
 
-__all__ = ["Image", "Operation"]
+__all__ = ["Image", "Operation", "to_jsonable"]
 
 
-def _jsonable(value: Any) -> Any:
-    """Turn numpy scalars/arrays, tuples and enums into JSON-friendly values (for history and reports)."""
+def to_jsonable(value: Any) -> Any:
+    """JSON-friendly copy of a value: numpy scalars/arrays -> numbers/lists, tuples -> lists, dataclasses ->
+    dicts, enums -> their values, anything else unknown -> its string (for history, plans and reports)."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return to_jsonable(dataclasses.asdict(value))
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): to_jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [to_jsonable(v) for v in value]
     if isinstance(value, np.ndarray):
         return value.tolist()
     if isinstance(value, np.generic):
@@ -46,7 +51,7 @@ class Operation:
     params: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "params", MappingProxyType(_jsonable(dict(self.params))))
+        object.__setattr__(self, "params", MappingProxyType(to_jsonable(dict(self.params))))
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "params": dict(self.params)}

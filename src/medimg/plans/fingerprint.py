@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from medimg.core.errors import InvalidParameterError
+from medimg.core.image import to_jsonable
 from medimg.plans.dataset import SegDataset
 
 logger = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ class Fingerprint:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        return {k: _plain(v) for k, v in d.items()}
+        return {k: to_jsonable(v) for k, v in d.items()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Fingerprint:
@@ -114,16 +115,6 @@ class Fingerprint:
             "modalities": list(self.modalities), "intensity": [dict(i) for i in self.intensity],
             "label_frequencies": dict(zip([str(v) for v in self.label_values], self.label_frequencies)),
         }
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 def _stats(sample: np.ndarray) -> dict[str, float]:

@@ -15,6 +15,7 @@ from typing import Any
 
 from medimg.augment.batch import AugSpec
 from medimg.core.errors import ImageReadError, InvalidParameterError
+from medimg.core.image import to_jsonable
 
 __all__ = ["SCHEMA_VERSION", "NormSpec", "AugSpec", "Plan", "NETWORK_KEYS"]
 
@@ -205,14 +206,14 @@ class Plan:
                 if not isinstance(target, dict) or rest not in target:
                     raise _bad(key, "unknown nested plan field", f"a key of {head}",
                                repr(rest), f"use one of {sorted(target) if isinstance(target, dict) else []}")
-                target[rest] = _plain(value)
+                target[rest] = to_jsonable(value)
             else:
-                data[head] = _plain(value)
+                data[head] = to_jsonable(value)
         return Plan.from_dict(data)
 
     # ---- serialisation -------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return _plain(dataclasses.asdict(self))
+        return to_jsonable(dataclasses.asdict(self))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Plan:
@@ -281,14 +282,3 @@ class Plan:
         return cls.from_json(text)
 
 
-def _plain(value: Any) -> Any:
-    """Tuples -> lists, dataclasses -> dicts (JSON-ready, and what from_dict expects)."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return _plain(dataclasses.asdict(value))
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):  # numpy scalars
-        return value.item()
-    return value

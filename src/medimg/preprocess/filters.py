@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
+from medimg.core.checks import per_axis_xyz
 from medimg.core.errors import InvalidParameterError
 from medimg.core.image import Image
 from medimg.preprocess.intensity import _require_finite, _require_intensity
-from medimg.preprocess.spatial import _per_axis
 
 __all__ = ["anisotropic_diffusion", "clahe", "estimate_noise_sigma", "gaussian", "median", "nl_means"]
 
@@ -64,7 +64,7 @@ def gaussian(image: Image, *, sigma_mm: float | Sequence[float]) -> Image:
     from scipy import ndimage
 
     _require_intensity(image, "gaussian")
-    sigma = _per_axis(sigma_mm, "sigma_mm", allow_zero=True)
+    sigma = per_axis_xyz(sigma_mm, "sigma_mm", allow_zero=True)
     sigma_vox = [s / sp for s, sp in zip(sigma, image.geometry.spacing)]
     if image.is_2d:
         sigma_vox[2] = 0.0
@@ -88,7 +88,7 @@ def median(image: Image, *, radius_vox: int | Sequence[int] = 1) -> Image:
         An image of the same dtype on the same grid.
     """
     _require_intensity(image, "median")
-    radius = [int(r) for r in _per_axis(radius_vox, "radius_vox", allow_zero=True, integer=True)]
+    radius = [int(r) for r in per_axis_xyz(radius_vox, "radius_vox", allow_zero=True, integer=True)]
     if image.is_2d:
         radius[2] = 0
     vox = image.voxels
@@ -262,7 +262,7 @@ def clahe(
         )
     ks: tuple[int, ...] | None = None
     if kernel_size is not None:
-        k = [int(v) for v in _per_axis(kernel_size, "kernel_size", integer=True)]
+        k = [int(v) for v in per_axis_xyz(kernel_size, "kernel_size", integer=True)]
         ks = (k[1], k[0]) if image.is_2d else (k[2], k[1], k[0])
     _require_finite(image.voxels, "clahe")
     vox = image.voxels.astype(np.float64)

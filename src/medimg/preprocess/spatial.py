@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
+from medimg.core.checks import per_axis_xyz
 from medimg.core.enums import Kind, Space
 from medimg.core.errors import InvalidParameterError
 from medimg.core.geometry import Geometry, orientation_code
@@ -50,34 +51,6 @@ def _check_image(image: Any, parameter: str = "image") -> None:
             "image is not in LPS space", parameter=parameter, expected="LPS", found=image.geometry.space.value,
             fix="keep images in LPS inside the library (medimg.io converts at the file boundary)",
         )
-
-
-def _per_axis(value: Any, name: str, *, allow_zero: bool = False, integer: bool = False) -> tuple[float, ...]:
-    """A scalar or an (x, y, z) triple as three numbers (x first), validated."""
-    try:
-        arr = np.asarray(value, dtype=float).ravel()
-    except (TypeError, ValueError) as exc:
-        raise InvalidParameterError(
-            "not a number or a list of numbers", parameter=name, expected="a number or (x, y, z)",
-            found=repr(value), fix=f"give {name} as one number or three numbers, x first",
-        ) from exc
-    if arr.size == 1:
-        arr = np.repeat(arr, 3)
-    elif arr.size == 2:
-        arr = np.append(arr, 0.0 if allow_zero else arr[-1])
-    if arr.size != 3 or not np.all(np.isfinite(arr)):
-        raise InvalidParameterError(
-            "wrong number of values", parameter=name, expected="1 or 3 finite values (x, y, z)",
-            found=repr(value), fix=f"give {name} as one number or three numbers, x first",
-        )
-    bad = arr < 0 if allow_zero else arr <= 0
-    if np.any(bad) or (integer and not np.all(arr == np.round(arr))):
-        raise InvalidParameterError(
-            "invalid value", parameter=name,
-            expected=("non-negative" if allow_zero else "positive") + (" integers" if integer else " numbers"),
-            found=tuple(arr), fix=f"give {name} with {'values >= 0' if allow_zero else 'values > 0'}",
-        )
-    return tuple(float(v) for v in arr)
 
 
 def _shape_zyx(value: Any, image: Image, name: str) -> tuple[int, int, int]:
@@ -251,7 +224,7 @@ def resample(
         new_size = np.asarray(new_shape[::-1], dtype=float)
         new_sp = old_sp * old_size / new_size
     else:
-        new_sp = np.asarray(_per_axis(spacing_mm, "spacing_mm"))
+        new_sp = np.asarray(per_axis_xyz(spacing_mm, "spacing_mm"))
         if image.is_2d:
             new_sp[2] = old_sp[2]
         new_size = np.maximum(1, np.round(old_size * old_sp / new_sp))
@@ -423,7 +396,7 @@ def crop_to_foreground(
         InvalidParameterError: empty foreground, negative margin, mask on another grid.
     """
     _check_image(image)
-    margin = _per_axis(margin_mm, "margin_mm", allow_zero=True)
+    margin = per_axis_xyz(margin_mm, "margin_mm", allow_zero=True)
     if mask is not None:
         from medimg.preprocess.intensity import _mask_array
 

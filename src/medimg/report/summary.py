@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from medimg.core.geometry import is_oblique
-from medimg.core.image import Image, _jsonable
+from medimg.core.image import Image, to_jsonable
 
 __all__ = ["image_summary", "SAFE_METADATA_KEYS"]
 
@@ -54,7 +54,7 @@ def image_summary(image: Image, *, stats: bool = True) -> dict[str, Any]:
             }
         if finite is not None and not finite.all():
             out["non_finite_voxels"] = int((~finite).sum())
-    meta = {k: _jsonable(image.metadata[k]) for k in SAFE_METADATA_KEYS if image.metadata.get(k) is not None}
+    meta = {k: to_jsonable(image.metadata[k]) for k in SAFE_METADATA_KEYS if image.metadata.get(k) is not None}
     if meta:
         out["metadata"] = meta
     if image.history:
