@@ -25,6 +25,9 @@ def add_parser(subparsers, *, parents, help: str) -> None:  # noqa: A002
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="override a plan field, e.g. --set network.base_channels=24 --set batch_size=4")
+    p.add_argument("--cascade", choices=["none", "fcm", "otsu"], default=None,
+                   help="feed a classical result of the first channel to the network as extra input channels: "
+                   "fcm (3 fuzzy c-means memberships) or otsu (a 0/1 foreground mask); same as --set cascade=...")
     p.add_argument("--resume", action="store_true", help="continue from MODEL_DIR/fold_k/checkpoint.pt")
     p.add_argument("--validate-every", type=float, default=None, metavar="MIN",
                    help="validate every MIN minutes of training (Dice-vs-minutes curve in metrics.json)")
@@ -62,8 +65,11 @@ def run(args: argparse.Namespace) -> int:
         from medimg.core.errors import InvalidParameterError
 
         raise InvalidParameterError("bad fold", parameter="--fold", expected="a number or 'all'", found=args.fold)
+    overrides = _overrides(args.set)
+    if args.cascade is not None:
+        overrides += (("cascade", args.cascade),)
     options = TrainOptions(fold=fold, n_folds=args.folds, minutes=args.minutes, iterations=args.iterations,
-                           seed=args.seed, overrides=_overrides(args.set), resume=args.resume,
+                           seed=args.seed, overrides=overrides, resume=args.resume,
                            validate_every_minutes=args.validate_every,
                            max_val_cases=args.validate_cases, threads=args.threads, cache_dir=args.cache,
                            foreground_only=args.foreground_only)

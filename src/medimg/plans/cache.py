@@ -6,6 +6,15 @@ change to any of them starts a new folder. Each case is three files: ``<case>_im
 ``<case>_label.npy`` (*spatial uint8 class ids) and ``<case>.json`` (properties). Files are written under a
 temporary name and renamed, so a crash never leaves a half-written case behind. The default ``root_dir`` is
 ``$MEDIMG_CACHE`` or ``~/.cache/medimg/preprocessed``.
+
+Cascade with classical methods (``Plan.cascade``): after normalisation, :func:`preprocess_case` appends a
+classical result of the first channel, computed on the image resampled to the plan's spacing (before
+normalisation, in image units), as extra channels: ``"fcm"`` adds the 3 memberships (darkest cluster first, sum
+1) of :func:`medimg.classical.fuzzy_c_means` with ``seed=plan.seed``; ``"otsu"`` adds the 0/1 mask of
+:func:`medimg.classical.otsu`. A constant first channel gives memberships of 1/3 and an all-zero mask. The
+image array then has ``plan.network_in_channels`` channels. :func:`preprocess_image` goes through the same code,
+so prediction gets the same channels. The cache key includes the cascade (and, for ``"fcm"``, the seed) only when
+it is not ``"none"``, so the keys of plans without a cascade are unchanged.
 """
 
 from __future__ import annotations
@@ -25,7 +34,7 @@ from medimg.core.enums import Kind
 from medimg.core.errors import InvalidParameterError
 from medimg.core.image import Image
 from medimg.plans.dataset import SegDataset
-from medimg.plans.plan import Plan
+from medimg.plans.plan import CASCADE_CHANNELS, Plan
 
 logger = logging.getLogger(__name__)
 
@@ -75,8 +84,35 @@ def resample_to_plan(image: Image, label: Image | None, plan: Plan) -> tuple[Ima
     return image, label
 
 
+def _cascade_channels(image: Image, plan: Plan) -> np.ndarray | None:
+    """The extra channels of ``plan.cascade`` (E, Z, Y, X) float32 from the first channel of ``image``, or None."""
+    if plan.cascade == "none":
+        return None
+    from medimg.classical import fuzzy_c_means, otsu
+
+    first = image.replace(voxels=np.asarray(image.voxels)[:1], kind=Kind.INTENSITY)
+    vox = np.asarray(first.voxels)
+    constant = vox.size == 0 or float(vox.min()) == float(vox.max())
+    if plan.cascade == "otsu":
+        if constant:
+            return np.zeros(vox.shape, np.float32)
+        return np.asarray(otsu(first).voxels, dtype=np.float32)
+    k = CASCADE_CHANNELS["fcm"]
+    uniform = np.full((k,) + vox.shape[1:], 1.0 / k, np.float32)  # too few distinct values: no information
+    if constant:
+        return uniform
+    try:
+        return np.asarray(fuzzy_c_means(first, n_clusters=k, seed=plan.seed).memberships.voxels, dtype=np.float32)
+    except InvalidParameterError:
+        if np.unique(vox).size >= k:
+            raise
+        return uniform
+
+
 def preprocess_image(image: Image, plan: Plan) -> tuple[np.ndarray, Image]:
     """Inference-time preprocessing: (normalised array (C, *spatial) float32, the image on the plan's grid).
+
+    C is ``plan.network_in_channels``: the image's channels plus those of ``plan.cascade``.
 
     The second value carries the grid (geometry and shape) that predictions made on the array lie on.
     """
@@ -87,10 +123,11 @@ def preprocess_image(image: Image, plan: Plan) -> tuple[np.ndarray, Image]:
 
 def preprocess_case(image: Image, label: Image | None, plan: Plan) -> tuple[np.ndarray, np.ndarray | None,
                                                                              dict[str, Any]]:
-    """Resample a case to the plan's spacing, normalise it and turn label values into class ids.
+    """Resample a case to the plan's spacing, normalise it, add the cascade channels, turn label values into ids.
 
     Resampling uses :func:`medimg.preprocess.resample`: linear for the image, nearest for the label (no resampling
-    when the spacing already matches within 0.1 %).
+    when the spacing already matches within 0.1 %). ``plan.cascade`` other than "none" appends classical results
+    of the first (resampled, not normalised) channel after the normalised channels (see the module docstring).
 
     Args:
         image: (C, Z, Y, X) intensity image with ``plan.in_channels`` channels.
@@ -98,7 +135,8 @@ def preprocess_case(image: Image, label: Image | None, plan: Plan) -> tuple[np.n
         plan: the plan.
 
     Returns:
-        ``(image_arr, label_arr, props)``: image (C, Z, Y, X) or, for 2D plans, (C, Y, X) float32; label with
+        ``(image_arr, label_arr, props)``: image (C, Z, Y, X) or, for 2D plans, (C, Y, X) float32 with
+        C = ``plan.network_in_channels`` (``plan.in_channels`` + the cascade's channels); label with
         the same spatial axes, uint8 class ids (index into ``plan.label_values``), or None; props with the
         original spacing/shape/origin/direction, the new shape and up to 1000 sampled voxel positions per
         foreground class (``class_locations``) for foreground oversampling.
@@ -124,6 +162,9 @@ def preprocess_case(image: Image, label: Image | None, plan: Plan) -> tuple[np.n
     props["resampled_spacing"] = list(image.spacing)
     props["shape"] = list(image.spatial_shape)
     img = _normalise(np.asarray(image.voxels), plan)
+    extra = _cascade_channels(image, plan)
+    if extra is not None:
+        img = np.concatenate([img, extra], axis=0)
     lab_arr = None
     if label is not None:
         lab = np.asarray(label.voxels[0])
@@ -155,7 +196,11 @@ def preprocess_case(image: Image, label: Image | None, plan: Plan) -> tuple[np.n
 
 
 def cache_key(plan: Plan, dataset: SegDataset) -> str:
-    """The hash naming the cache folder of (dataset, preprocessing fields of the plan, medimg version)."""
+    """The hash naming the cache folder of (dataset, preprocessing fields of the plan, medimg version).
+
+    ``cascade`` (with ``seed`` for "fcm", whose memberships depend on it) enters the hash only when it is not
+    "none", so plans without a cascade keep the key they had before the option existed.
+    """
     from medimg import __version__
 
     payload = {
@@ -165,6 +210,10 @@ def cache_key(plan: Plan, dataset: SegDataset) -> str:
         "normalization": [json.loads(json.dumps(n.__dict__, default=list)) for n in plan.normalization],
         "in_channels": plan.in_channels,
     }
+    if plan.cascade != "none":
+        payload["cascade"] = plan.cascade
+        if plan.cascade == "fcm":
+            payload["cascade_seed"] = plan.seed
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -2,6 +2,9 @@
 
 A plan is saved next to the weights so that a model folder describes itself. ``schema_version`` is written into
 every file; reading a file written by a newer medimg fails with a clear message instead of guessing.
+
+Optional fields added after schema version 1 have a default that means "off" and are left out of the JSON while
+off, so plans that do not use them read and write exactly as before (``cascade``: see :class:`Plan`).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from medimg.augment.batch import AugSpec
 from medimg.core.errors import ImageReadError, InvalidParameterError
 from medimg.core.image import to_jsonable
 
-__all__ = ["SCHEMA_VERSION", "NormSpec", "AugSpec", "Plan", "NETWORK_KEYS"]
+__all__ = ["SCHEMA_VERSION", "NormSpec", "AugSpec", "Plan", "NETWORK_KEYS", "CASCADE_CHANNELS"]
 
 #: Version of the plan file format this medimg writes and the newest it reads.
 SCHEMA_VERSION = 1
@@ -29,6 +32,11 @@ _OPTIMIZERS = ("adamw", "sgd")
 _SCHEDULES = ("poly", "cosine")
 _TASKS = ("segment",)
 _LOSSES = ("dice_ce",)
+#: Classical results a plan can feed to the network as extra input channels (``Plan.cascade``), and how many
+#: channels each adds after the image's own ``in_channels``.
+CASCADE_CHANNELS = {"none": 0, "fcm": 3, "otsu": 1}
+#: Optional fields and their "off" value: left out of the JSON while off (older plan files stay identical).
+_OFF_DEFAULTS = {"cascade": "none"}
 
 
 def _bad(parameter: str, what: str, expected: Any, found: Any, fix: str) -> InvalidParameterError:
@@ -78,6 +86,19 @@ class Plan:
     Axes: ``target_spacing`` is (sx, sy, sz) mm, x first (sz is ignored for 2D); ``patch_size`` is (Z, Y, X)
     for 3D and (Y, X) for 2D. ``label_values[i]`` is the value in the label files of class id ``i``.
     ``network["pool_kernels"]`` lists the n_stages - 1 down-sampling kernels, in the axis order of the patch.
+
+    ``cascade`` feeds a classical result of the first image channel to the network as extra input channels
+    (computed per case on the image resampled to ``target_spacing``, appended after the normalised channels by
+    :func:`medimg.plans.preprocess_case`, so training and prediction both get them):
+
+    * ``"none"`` (default): no extra channel.
+    * ``"fcm"``: 3 channels, the memberships of a 3-cluster fuzzy c-means
+      (:func:`medimg.classical.fuzzy_c_means` with ``seed=plan.seed``), darkest cluster first; they sum to 1.
+    * ``"otsu"``: 1 channel, the 0/1 Otsu foreground mask (:func:`medimg.classical.otsu`).
+
+    ``in_channels`` stays the number of image channels a case has; the network takes
+    ``network["in_channels"] == in_channels + CASCADE_CHANNELS[cascade]`` (:attr:`network_in_channels`).
+    ``plan.replace(cascade=...)`` keeps ``network["in_channels"]`` in step.
     """
 
     schema_version: int
@@ -103,6 +124,12 @@ class Plan:
     foreground_oversample: float = 0.33
     seed: int = 0
     fingerprint_summary: dict[str, Any] = field(default_factory=dict)
+    cascade: str = "none"
+
+    @property
+    def network_in_channels(self) -> int:
+        """Channels the network takes: the image's ``in_channels`` plus those the ``cascade`` adds."""
+        return self.in_channels + CASCADE_CHANNELS[self.cascade]
 
     def __post_init__(self) -> None:
         if self.schema_version != SCHEMA_VERSION:
@@ -112,6 +139,9 @@ class Plan:
             raise _bad("task", "unknown task", ", ".join(_TASKS), repr(self.task), "use task='segment'")
         if self.dims not in (2, 3):
             raise _bad("dims", "unsupported dimensionality", "2 or 3", self.dims, "plan 2D or 3D data")
+        if not isinstance(self.cascade, str) or self.cascade not in CASCADE_CHANNELS:
+            raise _bad("cascade", "unknown cascade", ", ".join(CASCADE_CHANNELS), repr(self.cascade),
+                       "pick one of the listed values ('none' for no extra input channel)")
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
         set_("label_values", tuple(int(v) for v in self.label_values))
         set_("class_names", tuple(str(v) for v in self.class_names))
@@ -167,10 +197,15 @@ class Plan:
         if missing or unknown:
             raise _bad("network", "network spec keys are wrong", ", ".join(NETWORK_KEYS),
                        f"missing {missing}, unknown {unknown}", "give exactly the NetworkSpec fields")
-        for key, want in (("dims", self.dims), ("in_channels", self.in_channels), ("n_classes", self.n_classes)):
+        for key, want in (("dims", self.dims), ("n_classes", self.n_classes)):
             if net[key] != want:
                 raise _bad(f"network.{key}", f"network {key} disagrees with the plan", want, net[key],
                            f"override '{key}' on the plan, not only on the network")
+        if net["in_channels"] != self.network_in_channels:
+            raise _bad("network.in_channels", "network in_channels disagrees with the plan",
+                       f"{self.network_in_channels} (in_channels {self.in_channels} + "
+                       f"{CASCADE_CHANNELS[self.cascade]} for cascade {self.cascade!r})", net["in_channels"],
+                       "override 'in_channels' or 'cascade' on the plan, not only on the network")
         kernels = net["pool_kernels"] or [[2] * self.dims] * (int(net["n_stages"]) - 1)  # empty: 2 on every axis
         if len(kernels) != int(net["n_stages"]) - 1 or any(len(k) != self.dims for k in kernels):
             raise _bad("network.pool_kernels", "pool kernels do not match the stages",
@@ -190,6 +225,7 @@ class Plan:
         """A new, validated plan with some fields replaced.
 
         Nested keys use dots: ``plan.replace(**{"network.base_channels": 32, "augmentation.flip": 0.0})``.
+        Replacing ``cascade`` also sets ``network["in_channels"]`` to match (unless that key is given too).
 
         Raises:
             InvalidParameterError: unknown field, or a value the plan rejects.
@@ -209,11 +245,20 @@ class Plan:
                 target[rest] = to_jsonable(value)
             else:
                 data[head] = to_jsonable(value)
+        if "cascade" in overrides and "network.in_channels" not in overrides and isinstance(data["network"], dict):
+            cascade = data["cascade"]
+            extra = CASCADE_CHANNELS.get(cascade, 0) if isinstance(cascade, str) else 0  # bad values: validation
+            data["network"]["in_channels"] = int(data["in_channels"]) + extra
         return Plan.from_dict(data)
 
     # ---- serialisation -------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return to_jsonable(dataclasses.asdict(self))
+        """The plan as JSON-ready data; optional fields that are off (e.g. ``cascade="none"``) are left out."""
+        data = to_jsonable(dataclasses.asdict(self))
+        for name, off in _OFF_DEFAULTS.items():
+            if data.get(name) == off:
+                del data[name]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Plan:

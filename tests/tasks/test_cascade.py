@@ -1,0 +1,117 @@
+"""Cascade with classical methods (issue 4): a classical result of the first channel as extra input channels.
+
+Trains 2 iterations on 4 real hippocampus cases with ``--cascade fcm``, predicts with the model folder, and checks
+the plan field round trip (old plan files without the field still load, with the cascade off).
+"""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from medimg.cli.cmd_train import _overrides
+from medimg.cli.main import main
+from medimg.core.errors import InvalidParameterError
+from medimg.io import read
+from medimg.plans import Plan, SegDataset, cache_key, preprocess_case
+from medimg.plans.cache import preprocess_image
+from medimg.testing import require_data
+
+CASES = ["hippocampus_001", "hippocampus_006", "hippocampus_011", "hippocampus_014"]
+
+
+@pytest.fixture(scope="module")
+def hippo4(tmp_path_factory):
+    src = require_data("hippocampus")
+    root = tmp_path_factory.mktemp("hippo4")
+    (root / "imagesTr").mkdir()
+    (root / "labelsTr").mkdir()
+    meta = json.loads((src / "dataset.json").read_text())
+    for c in CASES:
+        shutil.copy(src / "imagesTr" / f"{c}_0000.nii.gz", root / "imagesTr")
+        shutil.copy(src / "labelsTr" / f"{c}.nii.gz", root / "labelsTr")
+    meta["training"] = [t for t in meta.get("training", []) if any(c in str(t) for c in CASES)]
+    meta["numTraining"] = len(CASES)
+    (root / "dataset.json").write_text(json.dumps(meta))
+    return root
+
+
+@pytest.fixture(scope="module")
+def fcm_model(hippo4, tmp_path_factory):
+    out = tmp_path_factory.mktemp("model") / "hippo_fcm"
+    cache = tmp_path_factory.mktemp("cache")
+    assert main(["train", "segment", str(hippo4), "-o", str(out), "--fold", "0", "--folds", "2",
+                 "--iterations", "2", "--cascade", "fcm", "--cache", str(cache), "--quiet", "--seed", "1",
+                 "--threads", "1"]) == 0
+    return out
+
+
+def test_training_with_fcm_cascade_writes_it_into_the_plan(fcm_model):
+    data = json.loads((fcm_model / "plan.json").read_text())
+    assert data["cascade"] == "fcm"
+    assert data["in_channels"] == 1 and data["network"]["in_channels"] == 4
+    plan = Plan.load(fcm_model / "plan.json")
+    assert plan.cascade == "fcm" and plan.network_in_channels == 4
+    assert json.loads((fcm_model / "fold_0" / "metrics.json").read_text())["iterations"] == 2
+
+
+def test_predict_with_a_cascade_model_keeps_the_input_grid(hippo4, fcm_model, tmp_path):
+    case = hippo4 / "imagesTr" / "hippocampus_001_0000.nii.gz"
+    out = tmp_path / "pred.nii.gz"
+    assert main(["predict", str(fcm_model), str(case), str(out), "--quiet"]) == 0
+    img, lab = read(case), read(out, kind="label")
+    img.check_same_grid(lab)
+    assert lab.spatial_shape == img.spatial_shape
+    assert set(np.unique(lab.voxels)) <= {0, 1, 2}
+
+
+def test_preprocess_case_appends_memberships_and_otsu_mask(hippo4, fcm_model):
+    plan = Plan.load(fcm_model / "plan.json")
+    image, label = SegDataset.open(hippo4).load(CASES[0])
+    img, lab, props = preprocess_case(image, label, plan)
+    assert img.dtype == np.float32 and img.shape == (1 + 3,) + tuple(props["shape"]) and lab.shape == img.shape[1:]
+    np.testing.assert_allclose(img[1:].sum(axis=0), 1.0, atol=1e-4)
+    assert img[1:].min() >= 0.0 and img[1:].max() <= 1.0
+    plain, _, _ = preprocess_case(image, label, plan.replace(cascade="none"))
+    np.testing.assert_array_equal(img[:1], plain)  # the normalised image comes first, unchanged
+    arr, grid = preprocess_image(image, plan)  # inference goes through the same preprocessing
+    np.testing.assert_allclose(arr, img, atol=1e-6)
+    assert grid.spatial_shape == img.shape[1:]
+
+    otsu_plan = plan.replace(cascade="otsu")
+    assert otsu_plan.network["in_channels"] == 2
+    mask = preprocess_case(image, None, otsu_plan)[0][1]
+    assert set(np.unique(mask)) == {0.0, 1.0}
+
+
+def test_old_plan_json_without_the_field_loads_with_cascade_off(fcm_model, tmp_path):
+    data = json.loads((fcm_model / "plan.json").read_text())
+    del data["cascade"]
+    data["network"]["in_channels"] = data["in_channels"]
+    old = tmp_path / "plan.json"
+    old.write_text(json.dumps(data))
+    plan = Plan.load(old)
+    assert plan.cascade == "none" and plan.network_in_channels == plan.in_channels == 1
+    assert "cascade" not in json.loads(plan.to_json())  # written back exactly as before the option existed
+    fcm = plan.replace(cascade="fcm")
+    assert fcm.network["in_channels"] == 4 and fcm.replace(cascade="none") == plan
+
+
+def test_cache_key_changes_only_with_a_cascade(hippo4, fcm_model):
+    plan = Plan.load(fcm_model / "plan.json").replace(cascade="none")
+    ds = SegDataset.open(hippo4)
+    keys = {c: cache_key(plan.replace(cascade=c), ds) for c in ("none", "fcm", "otsu")}
+    assert len(set(keys.values())) == 3
+    assert cache_key(plan.replace(cascade="fcm").replace(cascade="none"), ds) == keys["none"]
+
+
+def test_cascade_validation_and_set_override(fcm_model):
+    plan = Plan.load(fcm_model / "plan.json")
+    with pytest.raises(InvalidParameterError, match="cascade"):
+        plan.replace(cascade="kmeans")
+    with pytest.raises(InvalidParameterError, match="in_channels"):
+        plan.replace(**{"network.in_channels": 1})
+    overrides = dict(_overrides(["cascade=otsu"]))  # `medimg train segment ... --set cascade=otsu`
+    assert overrides == {"cascade": "otsu"}
+    assert plan.replace(**overrides).network["in_channels"] == 2
