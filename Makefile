@@ -37,8 +37,9 @@ clean:
 zoo-hippocampus: $(STAMP)
 	$(BIN)/medimg train segment $(or $(MEDIMG_DATA),../shared/data)/hippocampus -o runs/hippocampus --fold 0 \
 	    --minutes 55 --iterations 100000 --set batch_size=4 --validate-every 5 --validate-cases 12 --cache runs/cache
+	$(BIN)/python benchmarks/segmentation.py --model runs/hippocampus --fold 0 --write-postprocess
 	mkdir -p src/medimg/zoo/hippocampus/fold_0
-	cp runs/hippocampus/plan.json runs/hippocampus/fingerprint.json runs/hippocampus/splits.json src/medimg/zoo/hippocampus/
+	cp runs/hippocampus/plan.json runs/hippocampus/fingerprint.json runs/hippocampus/splits.json \
+	    runs/hippocampus/postprocess.json src/medimg/zoo/hippocampus/
 	cp runs/hippocampus/fold_0/model.pt runs/hippocampus/fold_0/metrics.json runs/hippocampus/fold_0/training_curve.png \
 	    src/medimg/zoo/hippocampus/fold_0/
-	$(BIN)/python benchmarks/segmentation.py --model runs/hippocampus --fold 0

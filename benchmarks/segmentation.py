@@ -47,12 +47,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--fold", default="0")
     ap.add_argument("--data", type=Path, default=None, help="dataset folder (default: the hippocampus set)")
     ap.add_argument("--tta", action="store_true")
+    ap.add_argument("--max-cases", type=int, default=None, help="score only the first N validation cases (smoke test)")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "segmentation.json")
+    ap.add_argument("--write-postprocess", action="store_true",
+                    help="write MODEL/postprocess.json: keep the largest component of the classes where that "
+                    "raised the fold's mean Dice (nnU-Net's rule; decided on these validation cases)")
     args = ap.parse_args(argv)
     sys.path.insert(0, str(REPO / "src"))
     import numpy as np
     import torch
 
+    from medimg.infer.postprocess import keep_largest_component
     from medimg.metrics import hd95
     from medimg.plans import SegDataset
     from medimg.tasks.segment.predict import load_model, predict_image
@@ -61,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     root = args.data or (data_root() / "hippocampus")
     ds = SegDataset.open(root)
     splits = json.loads((args.model / "splits.json").read_text())["folds"]
-    val = splits[int(args.fold)]["val"]
+    val = splits[int(args.fold)]["val"][: args.max_cases]
     model = load_model(args.model, folds=[f"fold_{args.fold}"])
     plan = model.plan
     names = list(plan.class_names[1:])
@@ -70,15 +75,20 @@ def main(argv: list[str] | None = None) -> None:
     for case in val:
         image, label = ds.load(case)
         t0 = time.perf_counter()
-        pred = predict_image(model, image, tta=args.tta)
+        pred = predict_image(model, image, tta=args.tta, largest_component=False)
         t_pred.append(time.perf_counter() - t0)
         p, t = np.asarray(pred.labels.voxels[0]), np.asarray(label.voxels[0])
+        values = list(plan.label_values[1:])
+        p_lcc = keep_largest_component(p, values)
         row = {"case": case}
-        for value, name in zip(plan.label_values[1:], names):
+        for value, name in zip(values, names):
             pm, tm = p == value, t == value
             denom = pm.sum() + tm.sum()
             row[f"dice_{name}"] = 1.0 if denom == 0 else float(2 * (pm & tm).sum() / denom)
             row[f"hd95_mm_{name}"] = float(hd95(pm, tm, spacing_mm=image.spacing))
+            pl = p_lcc == value
+            denom = pl.sum() + tm.sum()
+            row[f"dice_lcc_{name}"] = 1.0 if denom == 0 else float(2 * (pl & tm).sum() / denom)
         per_case.append(row)
         print(f"{case}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "case"), flush=True)
     metrics = json.loads((args.model / f"fold_{args.fold}" / "metrics.json").read_text())
@@ -95,6 +105,7 @@ def main(argv: list[str] | None = None) -> None:
                  "network": plan.network, "target_spacing": list(plan.target_spacing)},
         "dice": {n: _summary([r[f"dice_{n}"] for r in per_case]) for n in names},
         "hd95_mm": {n: _summary([r[f"hd95_mm_{n}"] for r in per_case]) for n in names},
+        "dice_largest_component": {n: _summary([r[f"dice_lcc_{n}"] for r in per_case]) for n in names},
         "dice_vs_minutes": [{"minutes": round(v["minutes"], 2), "iteration": v["iteration"],
                              "mean_dice": v["mean_dice"], "dice_per_class": v["dice_per_class"]}
                             for v in metrics.get("curve", [])],
@@ -102,6 +113,14 @@ def main(argv: list[str] | None = None) -> None:
         "anchor_nnunet_3d_fullres_5fold_dice": ANCHOR,
         "per_case": per_case,
     }
+    lcc_classes = [int(v) for v, n in zip(plan.label_values[1:], names)
+                   if result["dice_largest_component"][n]["mean"] > result["dice"][n]["mean"]]
+    result["postprocess_decision"] = {"largest_component_classes": lcc_classes,
+                                      "rule": "keep the largest component of a class when that raises its mean "
+                                              "Dice on the fold's validation cases"}
+    if args.write_postprocess:
+        (args.model / "postprocess.json").write_text(json.dumps({"largest_component_classes": lcc_classes,
+                                                                 "decided_on": f"fold {args.fold} validation"}))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     for n in names:

@@ -108,7 +108,33 @@ def classical_table(data: dict) -> str:
     return "\n".join(out)
 
 
-TABLES = {"io": io_table, "metrics": metrics_table, "classical": classical_table}
+def segmentation_table(data: dict) -> str:
+    t = data["training"]
+    lines = [
+        f"Fold {data['fold']}: {t['n_train']} training cases, {data['n_val_cases']} held-out validation cases; "
+        f"{t['iterations']} iterations in {t['training_minutes']} min of training ({t['stop_reason']}); "
+        f"TTA {'on' if data['tta'] else 'off'}.",
+        "",
+        "| class | Dice mean +- std | Dice median | Dice, largest component | HD95 mm mean +- std "
+        "| nnU-Net 3d_fullres 5-fold CV Dice |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, d in data["dice"].items():
+        h = data["hd95_mm"][name]
+        lcc = data.get("dice_largest_component", {}).get(name, {})
+        anchor = data.get("anchor_nnunet_3d_fullres_5fold_dice", {}).get(name, "")
+        lines.append(f"| {name} | {d['mean']:.4f} +- {d['std']:.4f} | {d['median']:.4f} | "
+                     f"{lcc.get('mean', float('nan')):.4f} | {h['mean']:.2f} +- {h['std']:.2f} | {anchor} |")
+    if data.get("dice_vs_minutes"):
+        lines += ["", "| training minutes | iterations | mean Dice (12 validation cases, plan grid) |",
+                  "|---:|---:|---:|"]
+        lines += [f"| {c['minutes']:.1f} | {c['iteration']} | {c['mean_dice']:.4f} |" for c in data["dice_vs_minutes"]]
+    p = data["predict_seconds_per_case"]
+    lines.append(f"\nPrediction (full path, input grid): {p['median']:.2f} s per case (median).")
+    return "\n".join(lines)
+
+
+TABLES = {"io": io_table, "metrics": metrics_table, "segmentation": segmentation_table, "classical": classical_table}
 
 
 def main() -> None:

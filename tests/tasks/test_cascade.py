@@ -115,3 +115,39 @@ def test_cascade_validation_and_set_override(fcm_model):
     overrides = dict(_overrides(["cascade=otsu"]))  # `medimg train segment ... --set cascade=otsu`
     assert overrides == {"cascade": "otsu"}
     assert plan.replace(**overrides).network["in_channels"] == 2
+
+
+def test_verify_lists_every_problem(tmp_path, capsys):
+    """`medimg verify` reports each broken case of a dataset; `train` refuses it in one line."""
+    import json as _json
+    import shutil as _shutil
+
+    import nibabel as nib
+    import numpy as np
+
+    from medimg.cli.main import main
+    from medimg.testing import require_data
+
+    src = require_data("hippocampus")
+    root = tmp_path / "ds"
+    (root / "imagesTr").mkdir(parents=True)
+    (root / "labelsTr").mkdir()
+    for c in ("hippocampus_001", "hippocampus_006", "hippocampus_011"):
+        _shutil.copy(src / "imagesTr" / f"{c}_0000.nii.gz", root / "imagesTr")
+        _shutil.copy(src / "labelsTr" / f"{c}.nii.gz", root / "labelsTr")
+    meta = _json.loads((src / "dataset.json").read_text())
+    meta["numTraining"] = 3
+    meta["channel_names"] = {"0": "MRI", "1": "MRI copy"}
+    for c in ("hippocampus_001", "hippocampus_006"):  # hippocampus_011 lacks its second channel file
+        _shutil.copy(src / "imagesTr" / f"{c}_0000.nii.gz", root / "imagesTr" / f"{c}_0001.nii.gz")
+    (root / "dataset.json").write_text(_json.dumps(meta))
+    bad = nib.load(root / "labelsTr" / "hippocampus_006.nii.gz")
+    data = np.asarray(bad.dataobj).copy()
+    data[0, 0, 0] = 7  # a label value dataset.json does not declare
+    nib.save(nib.Nifti1Image(data, bad.affine), root / "labelsTr" / "hippocampus_006.nii.gz")
+    assert main(["verify", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert "hippocampus_006" in err and "hippocampus_011" in err and "PROBLEM" in err
+    assert main(["train", "segment", str(root), "-o", str(tmp_path / "m"), "--iterations", "1"]) == 2
+    line = capsys.readouterr().err.strip()
+    assert len(line.splitlines()) == 1 and "medimg verify" in line

@@ -28,6 +28,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                 "mm/mL/HU"),
     "evaluate": ("medimg.cli.cmd_evaluate", "compare predicted and reference masks: Dice, HD95, ASSD, NSD, ... "
                  "per case and class"),
+    "verify": ("medimg.cli.cmd_verify", "check a training dataset (grids, label values, channels, NaNs) and list "
+               "every problem"),
     "train": ("medimg.cli.cmd_train", "train a self-configuring segmentation model (nnU-Net or 2D folder layout)"),
     "predict": ("medimg.cli.cmd_predict", "segment files, folders or DICOM series with a trained or shipped model"),
     "models": ("medimg.cli.cmd_models", "list the models that ship with medimg"),

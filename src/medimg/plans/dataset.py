@@ -417,7 +417,7 @@ class VerifyReport:
             raise InvalidParameterError(
                 f"dataset has {len(self.problems)} problem(s); first: case '{case}': {what}", parameter="dataset",
                 expected="a dataset that verifies cleanly", found=f"{len(self.problems)} problems in {self.root}",
-                fix=fix,
+                fix=f"{fix}; list every problem with `medimg verify {self.root}`",
             )
 
 
