@@ -24,7 +24,11 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q
 
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
 	$(BIN)/python benchmarks/io.py
+	$(BIN)/python benchmarks/metrics.py
+	$(BIN)/python benchmarks/classical.py
+	$(BIN)/python benchmarks/inference.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
