@@ -59,3 +59,14 @@ def test_predict_by_model_name(tmp_path):
     out = tmp_path / "p.nii.gz"
     assert main(["predict", "hippocampus", str(SAMPLE / "hippocampus_001.nii.gz"), str(out), "--quiet"]) == 0
     assert set(np.unique(read(out).voxels)) <= {0, 1, 2}
+
+
+def test_predict_a_dicom_series(tmp_path):
+    from medimg.testing import require_data
+
+    series = require_data("brain_mri_dicom", "Study1", "13_HCropVolume")
+    out = tmp_path / "hcrop_labels.nii.gz"
+    assert main(["predict", "hippocampus", str(series), str(out), "--quiet"]) == 0
+    image, labels = read(series), read(out, kind="label")
+    image.check_same_grid(labels)  # the oblique DICOM geometry is kept exactly
+    assert set(np.unique(labels.voxels)) <= {0, 1, 2}
