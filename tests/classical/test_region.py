@@ -48,7 +48,7 @@ def test_2d_seeds_accept_y_x():
     ([(1e4, 0.0, 0.0)], "world", "seed #0 lies outside"),
     ([(1.5, 2, 3)], "voxel", "integer"),
     ([(1, 2)], "voxel", "2-value"),
-    ([], "voxel", "shape"),
+    ([], "voxel", "empty"),
     ([(1, 2, 3)], "ras", "unknown seed space"),
 ])
 def test_bad_seeds_are_named(ct, seeds, space, match):

@@ -323,7 +323,7 @@ def to_csv(records: Sequence[Mapping[str, Any]], path: str | os.PathLike[str], *
 
 def to_json(payload: Any, path: str | os.PathLike[str], *, inputs: Iterable[str | os.PathLike[str]] = ()) -> Path:
     """Write ``payload`` (records or a dict holding them) as JSON, atomically; NaN/inf become null."""
-    from medimg.core.image import _jsonable
+    from medimg.core.image import to_jsonable
     from medimg.io._files import atomic_output
 
     def clean(v: Any) -> Any:
@@ -333,7 +333,7 @@ def to_json(payload: Any, path: str | os.PathLike[str], *, inputs: Iterable[str 
             return [clean(x) for x in v]
         return _clean(v)
 
-    text = json.dumps(clean(_jsonable(payload)), indent=2, allow_nan=False)
+    text = json.dumps(clean(to_jsonable(payload)), indent=2, allow_nan=False)
     with atomic_output(path, inputs=inputs) as tmp:
         Path(tmp).write_text(text + "\n", encoding="utf-8")
     return Path(path)

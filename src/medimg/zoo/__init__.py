@@ -37,7 +37,8 @@ ZOO: dict[str, ZooEntry] = {
     "hippocampus": ZooEntry(
         name="hippocampus", folder="hippocampus", task="segment",
         description="3D U-Net: anterior and posterior hippocampus on T1 MRI crops (MSD Task04 layout, ~1 mm)",
-        retrain="medimg train segment ../shared/data/hippocampus -o hippocampus_model --fold all --minutes 40",
+        retrain="make zoo-hippocampus  (= medimg train segment ../shared/data/hippocampus -o runs/hippocampus "
+                "--fold 0 --minutes 55 --iterations 100000 --set batch_size=4, then copy; see MODEL_CARD.md)",
     ),
 }
 
