@@ -5,7 +5,6 @@ the plan field round trip (old plan files without the field still load, with the
 """
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -16,25 +15,14 @@ from medimg.core.errors import InvalidParameterError
 from medimg.io import read
 from medimg.plans import Plan, SegDataset, cache_key, preprocess_case
 from medimg.plans.cache import preprocess_image
-from medimg.testing import require_data
+from medimg.testing import hippocampus_subset, require_data
 
 CASES = ["hippocampus_001", "hippocampus_006", "hippocampus_011", "hippocampus_014"]
 
 
 @pytest.fixture(scope="module")
 def hippo4(tmp_path_factory):
-    src = require_data("hippocampus")
-    root = tmp_path_factory.mktemp("hippo4")
-    (root / "imagesTr").mkdir()
-    (root / "labelsTr").mkdir()
-    meta = json.loads((src / "dataset.json").read_text())
-    for c in CASES:
-        shutil.copy(src / "imagesTr" / f"{c}_0000.nii.gz", root / "imagesTr")
-        shutil.copy(src / "labelsTr" / f"{c}.nii.gz", root / "labelsTr")
-    meta["training"] = [t for t in meta.get("training", []) if any(c in str(t) for c in CASES)]
-    meta["numTraining"] = len(CASES)
-    (root / "dataset.json").write_text(json.dumps(meta))
-    return root
+    return hippocampus_subset(tmp_path_factory.mktemp("hippo4"), CASES)
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +114,6 @@ def test_verify_lists_every_problem(tmp_path, capsys):
     import numpy as np
 
     from medimg.cli.main import main
-    from medimg.testing import require_data
 
     src = require_data("hippocampus")
     root = tmp_path / "ds"

@@ -8,25 +8,14 @@ import pytest
 
 from medimg.cli.main import main
 from medimg.io import read
-from medimg.testing import require_data
+from medimg.testing import hippocampus_subset, require_data
 
 
 @pytest.fixture(scope="module")
 def hippo_dataset(tmp_path_factory):
-    src = require_data("hippocampus")
-    root = tmp_path_factory.mktemp("hippo")
-    (root / "imagesTr").mkdir()
-    (root / "labelsTr").mkdir()
-    meta = json.loads((src / "dataset.json").read_text())
-    cases = ["hippocampus_001", "hippocampus_006", "hippocampus_011", "hippocampus_014", "hippocampus_015",
-             "hippocampus_017"]
-    for c in cases:
-        shutil.copy(src / "imagesTr" / f"{c}_0000.nii.gz", root / "imagesTr")
-        shutil.copy(src / "labelsTr" / f"{c}.nii.gz", root / "labelsTr")
-    meta["training"] = [t for t in meta.get("training", []) if any(c in str(t) for c in cases)]
-    meta["numTraining"] = len(cases)
-    (root / "dataset.json").write_text(json.dumps(meta))
-    return root
+    return hippocampus_subset(tmp_path_factory.mktemp("hippo"), [
+        "hippocampus_001", "hippocampus_006", "hippocampus_011", "hippocampus_014", "hippocampus_015",
+        "hippocampus_017"])
 
 
 @pytest.fixture(scope="module")

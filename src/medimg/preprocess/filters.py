@@ -1,6 +1,6 @@
 """Denoising and contrast filters for intensity images (never for label maps).
 
-Each filter works channel by channel, keeps the voxel grid and returns float32 except :func:`median`, which keeps
+Each filter works channel by channel, keeps the voxel grid and returns float32, apart from :func:`median`, which keeps
 the dtype. Sizes in mm respect anisotropic spacing; sizes in voxels say so in their name. Per-axis values are
 given x first like ``Geometry.spacing``.
 """

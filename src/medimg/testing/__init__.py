@@ -1,6 +1,6 @@
 """Public helpers for tests: where the shared real data lives, and tiny synthetic phantoms."""
 
-from medimg.testing.data import data_root, require_data
+from medimg.testing.data import data_root, hippocampus_subset, require_data
 from medimg.testing.phantoms import label_phantom, oblique_direction, phantom
 
-__all__ = ["data_root", "require_data", "phantom", "label_phantom", "oblique_direction"]
+__all__ = ["data_root", "require_data", "hippocampus_subset", "phantom", "label_phantom", "oblique_direction"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["data_root", "require_data"]
+__all__ = ["data_root", "require_data", "hippocampus_subset"]
 
 
 def data_root() -> Path | None:
@@ -34,3 +34,25 @@ def require_data(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"shared data '{'/'.join(parts)}' not found under {root}")
     return path
+
+
+def hippocampus_subset(dest: Path, cases: list[str]) -> Path:
+    """A small nnU-Net raw dataset at ``dest`` holding the named cases of the shared hippocampus set (copies).
+
+    Skips the calling pytest test when the shared data are absent.
+    """
+    import json
+    import shutil
+
+    src = require_data("hippocampus")
+    dest = Path(dest)
+    (dest / "imagesTr").mkdir(parents=True, exist_ok=True)
+    (dest / "labelsTr").mkdir(exist_ok=True)
+    meta = json.loads((src / "dataset.json").read_text())
+    for c in cases:
+        shutil.copy(src / "imagesTr" / f"{c}_0000.nii.gz", dest / "imagesTr")
+        shutil.copy(src / "labelsTr" / f"{c}.nii.gz", dest / "labelsTr")
+    meta["training"] = [t for t in meta.get("training", []) if any(c in str(t) for c in cases)]
+    meta["numTraining"] = len(cases)
+    (dest / "dataset.json").write_text(json.dumps(meta))
+    return dest
