@@ -34,7 +34,7 @@ class LogCallback(Callback):
                      sum(r["loss"] for r in recent) / len(recent), record["lr"], state.elapsed_s / 60)
 
     def on_end(self, state: TrainState) -> None:
-        logger.info("%s: stopped: %s", self.label, state.stop_reason)
+        logger.debug("%s: stopped: %s", self.label, state.stop_reason)
 
 
 def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: TrainState,
