@@ -14,13 +14,6 @@ from medimg.metrics.evaluate import case_id
 from medimg.testing import label_phantom, require_data
 
 
-@pytest.fixture(autouse=True)
-def _register(monkeypatch):
-    commands = dict(cli_main.COMMANDS)
-    commands.setdefault("evaluate", ("medimg.cli.cmd_evaluate", "score predicted label maps against references"))
-    monkeypatch.setattr(cli_main, "COMMANDS", commands)
-
-
 def _err_line(capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err and "Traceback" not in "\n".join(err)

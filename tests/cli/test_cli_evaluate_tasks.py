@@ -22,13 +22,6 @@ from medimg.metrics import (
 from medimg.testing import require_data
 
 
-@pytest.fixture(autouse=True)
-def _register(monkeypatch):
-    commands = dict(cli_main.COMMANDS)
-    commands.setdefault("evaluate", ("medimg.cli.cmd_evaluate", "score predicted label maps against references"))
-    monkeypatch.setattr(cli_main, "COMMANDS", commands)
-
-
 def _err_line(capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err and "Traceback" not in "\n".join(err)

@@ -1,4 +1,4 @@
-"""Tests for `medimg measure` (registered here by monkeypatching COMMANDS until main.py lists it)."""
+"""Tests for `medimg measure`."""
 
 import csv
 import json
@@ -13,13 +13,6 @@ from medimg.io.sitk_bridge import to_sitk
 from medimg.testing import label_phantom, phantom, require_data
 
 REF = ("ct_mr_samples_totalsegmentator", "tests", "reference_files")
-
-
-@pytest.fixture(autouse=True)
-def _register(monkeypatch):
-    commands = dict(cli_main.COMMANDS)
-    commands.setdefault("measure", ("medimg.cli.cmd_measure", "measure labels in physical units"))
-    monkeypatch.setattr(cli_main, "COMMANDS", commands)
 
 
 def _one_line_error(capsys):
