@@ -1,0 +1,1 @@
+"""Explanations of model decisions: saliency maps and their sanity checks."""
