@@ -35,6 +35,9 @@ def add_parser(subparsers, *, parents, help: str) -> None:  # noqa: A002
                    help="cases used by the periodic validation (the final validation uses every case of the fold)")
     p.add_argument("--foreground-only", action="store_true",
                    help="2D layouts: treat every non-zero label as foreground (instance maps such as nuclei)")
+    p.add_argument("--group-by", default=None, metavar="REGEX",
+                   help="keep the cases of one patient in one fold: the regex's first group names the patient, "
+                   "e.g. '^(\\d+)_' for HC18 (010_HC and 010_2HC are one fetus)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     p.add_argument("--cache", default=None, help="preprocessed cache folder (default $MEDIMG_CACHE or "
                    "~/.cache/medimg/preprocessed)")
@@ -72,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
                            seed=args.seed, overrides=overrides, resume=args.resume,
                            validate_every_minutes=args.validate_every,
                            max_val_cases=args.validate_cases, threads=args.threads, cache_dir=args.cache,
-                           foreground_only=args.foreground_only)
+                           foreground_only=args.foreground_only, group_by=args.group_by)
     from medimg.cli.progress import TrainProgress
 
     fold_label = f"train fold_{fold}" if fold != "all" else "train fold_all"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from medimg.train.loop import Callback, TrainState
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TrainOptions", "train_segmentation", "make_splits", "validate_cases", "dice_per_class"]
+__all__ = ["TrainOptions", "train_segmentation", "make_splits", "case_groups", "validate_cases", "dice_per_class"]
 
 
 @dataclass(frozen=True)
@@ -43,17 +44,57 @@ class TrainOptions:
     threads: int | None = None
     cache_dir: str | None = None
     foreground_only: bool = False  # 2D layouts: binarise instance maps (each nucleus id -> 1)
+    group_by: str | None = None  # regex; its first group (or whole match) names the patient: one fold per patient
 
 
-def make_splits(cases: Sequence[str], n_folds: int, seed: int) -> list[dict[str, list[str]]]:
-    """k-fold split by case id (shuffled with ``seed``); every case is validated exactly once."""
-    if n_folds < 2 or n_folds > len(cases):
+def case_groups(cases: Sequence[str], pattern: str | None) -> dict[str, str]:
+    """Group id of each case: the first capture group (or the whole match) of ``pattern`` searched in the case id.
+
+    With ``pattern=None`` every case is its own group. Used to keep the images of one patient in one fold, e.g.
+    ``r"^(\\d+)_"`` puts HC18's ``010_HC`` and ``010_2HC`` (the same fetus) together.
+
+    Raises:
+        InvalidParameterError: ``pattern`` is not a valid regular expression, or does not match a case id.
+
+    Example:
+        >>> case_groups(["010_HC", "010_2HC", "011_HC"], r"^(\\d+)_")
+        {'010_HC': '010', '010_2HC': '010', '011_HC': '011'}
+    """
+    if pattern is None:
+        return {c: c for c in cases}
+    try:
+        rx = re.compile(pattern)
+    except re.error as err:
+        raise InvalidParameterError("not a regular expression", parameter="--group-by", found=pattern,
+                                    expected="a Python regex, e.g. '^(\\d+)_'", fix=f"fix the pattern ({err})") from err
+    out = {}
+    for case in cases:
+        m = rx.search(case)
+        if m is None:
+            raise InvalidParameterError("group pattern does not match a case id", parameter="--group-by",
+                                        expected=f"a match in every case id, e.g. in '{case}'", found=pattern,
+                                        fix="write a pattern that matches every case, with the patient id as "
+                                        "its first group")
+        out[case] = m.group(1) if rx.groups else m.group(0)
+    return out
+
+
+def make_splits(cases: Sequence[str], n_folds: int, seed: int, *,
+                groups: dict[str, str] | None = None) -> list[dict[str, list[str]]]:
+    """k-fold split by case id (shuffled with ``seed``); every case is validated exactly once.
+
+    With ``groups`` (case id -> group id, see :func:`case_groups`) whole groups go to one fold, so no patient has
+    images on both sides of a split.
+    """
+    group_of = groups or {c: c for c in cases}
+    keys = sorted({group_of[c] for c in cases})
+    if n_folds < 2 or n_folds > len(keys):
         raise InvalidParameterError("bad number of folds", parameter="--folds",
-                                    expected=f"2..{len(cases)} (number of cases)", found=n_folds,
-                                    fix="use --folds 5, or --fold all to train on every case")
-    order = list(cases)
-    np.random.default_rng(seed).shuffle(order)
-    folds = [sorted(order[k::n_folds]) for k in range(n_folds)]
+                                    expected=f"2..{len(keys)} (number of {'groups' if groups else 'cases'})",
+                                    found=n_folds, fix="use --folds 5, or --fold all to train on every case")
+    np.random.default_rng(seed).shuffle(keys)
+    fold_of = {g: k % n_folds for k, g in enumerate(keys)}
+    folds = [sorted(c for c in cases if fold_of[group_of[c]] == k) for k in range(n_folds)]
     return [{"train": sorted(c for j, f in enumerate(folds) if j != k for c in f), "val": folds[k]}
             for k in range(n_folds)]
 
@@ -179,8 +220,10 @@ def train_segmentation(dataset_root: str | os.PathLike[str], out_dir: str | os.P
     if splits_path.exists():
         splits = json.loads(splits_path.read_text())["folds"]
     else:
-        splits = make_splits(ds.cases, options.n_folds, options.seed)
-        _atomic_json(splits_path, {"seed": options.seed, "n_folds": options.n_folds, "folds": splits})
+        splits = make_splits(ds.cases, options.n_folds, options.seed,
+                             groups=case_groups(ds.cases, options.group_by) if options.group_by else None)
+        _atomic_json(splits_path, {"seed": options.seed, "n_folds": options.n_folds, "group_by": options.group_by,
+                                   "folds": splits})
     if options.fold == "all":
         train_ids, val_ids, fold_name = list(ds.cases), [], "fold_all"
     else:
