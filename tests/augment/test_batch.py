@@ -325,3 +325,21 @@ def test_spec_from_plan_like_dataclass_and_json():
         AugSpec.from_dict({"flip": 0.5, "mixup_p": 0.1})
     with pytest.raises(InvalidParameterError, match="spec"):
         BatchAugmenter({"flip": 0.5}, dims=2)
+
+
+def test_intensity_operations_leave_extra_channels_alone():
+    """Cascade channels (after the image channels) follow the geometry but keep their values."""
+    spec = AugSpec(rotate_p=0.0, scale_p=0.0, elastic_p=0.0, flip=1.0, noise_p=1.0, blur_p=1.0, gamma_p=1.0,
+                   brightness_contrast_p=1.0, low_res_p=1.0, bias_field_p=1.0)
+    image = torch.rand(2, 2, 12, 16)
+    image[:, 1] = (image[:, 1] > 0.5).float()  # a 0/1 mask channel
+    label = torch.zeros(2, 12, 16, dtype=torch.int64)
+    aug = BatchAugmenter(spec, dims=2, seed=3, intensity_channels=1)
+    out, _ = aug(image, label)
+    for i, p in enumerate(aug.last_params):
+        axes = [a + 1 for a in p["flip_axes"]]
+        mask = torch.flip(image[i, 1:], axes) if axes else image[i, 1:]
+        assert torch.equal(out[i, 1:], mask)
+    assert not torch.allclose(out[:, :1], image[:, :1])
+    with pytest.raises(InvalidParameterError):
+        BatchAugmenter(spec, dims=2, intensity_channels=-1)

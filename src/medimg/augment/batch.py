@@ -182,9 +182,13 @@ class BatchAugmenter:
         spacing_zyx: voxel spacing in mm per spatial axis, ``(z, y, x)`` in 3D, ``(y, x)`` in 2D; None means
             isotropic. Rotations and elastic displacements are rigid / smooth in mm.
         seed: the one seed every generator of this augmenter is spawned from.
+        intensity_channels: intensity operations (bias field, noise, blur, brightness, contrast, low resolution,
+            gamma) act on the first ``intensity_channels`` channels only; the others (e.g. classical cascade
+            masks or memberships) get the spatial transforms and flips alone. None: every channel.
 
     Raises:
-        InvalidParameterError: ``dims`` is not 2 or 3, or ``spacing_zyx`` has the wrong length or a value <= 0.
+        InvalidParameterError: ``dims`` is not 2 or 3, ``intensity_channels`` is negative, or ``spacing_zyx``
+            has the wrong length or a value <= 0.
 
     Example:
         >>> import torch
@@ -204,7 +208,13 @@ class BatchAugmenter:
         dims: int,
         spacing_zyx: tuple[float, ...] | None = None,
         seed: int = 0,
+        intensity_channels: int | None = None,
     ) -> None:
+        if intensity_channels is not None and (not isinstance(intensity_channels, int) or intensity_channels < 0):
+            raise InvalidParameterError(
+                "bad number of intensity channels", parameter="intensity_channels", expected="None or an int >= 0",
+                found=intensity_channels, fix="give the number of leading image channels (None: all channels)",
+            )
         if dims not in (2, 3):
             raise InvalidParameterError(
                 "unsupported number of spatial dimensions", parameter="dims", expected="2 or 3", found=dims
@@ -234,6 +244,7 @@ class BatchAugmenter:
         self.dims = dims
         self.spacing_zyx = spacing
         self.seed = int(seed)
+        self.intensity_channels = intensity_channels
         self.anisotropic = dims == 3 and max(spacing) / min(spacing) > ANISOTROPY_THRESHOLD
         # the axis with the largest spacing; in anisotropic mode rotation is about this axis only
         self.coarse_axis = int(np.argmax(spacing)) if self.anisotropic else None
@@ -366,7 +377,12 @@ class BatchAugmenter:
             return image.clone(), label.clone()
         images, labels = [], []
         for i, p in enumerate(params):
-            x, y = self._apply_intensity(image[i], p), label[i]
+            x, y = image[i], label[i]
+            n = x.shape[0] if self.intensity_channels is None else min(self.intensity_channels, x.shape[0])
+            if n == x.shape[0]:
+                x = self._apply_intensity(x, p)
+            elif n > 0:  # extra channels (e.g. cascade masks) get the spatial transforms and flips only
+                x = torch.cat([self._apply_intensity(x[:n], p), x[n:]])
             axes = [int(a) for a in p.get("flip_axes") or []]
             if axes:
                 x = torch.flip(x, [a + 1 for a in axes])

@@ -251,7 +251,8 @@ def train_segmentation(dataset_root: str | os.PathLike[str], out_dir: str | os.P
                            foreground_oversample=plan.foreground_oversample, seed=plan.seed + start_it)
     spacing_zyx = (plan.target_spacing[2], plan.target_spacing[1], plan.target_spacing[0])
     augmenter = BatchAugmenter(_aug_spec(plan), dims=plan.dims,
-                               spacing_zyx=spacing_zyx[-plan.dims:], seed=plan.seed + start_it)
+                               spacing_zyx=spacing_zyx[-plan.dims:], seed=plan.seed + start_it,
+                               intensity_channels=plan.in_channels)  # cascade channels: spatial transforms only
     loss = DeepSupervisionLoss(DiceCELoss())
     if plan.schedule == "cosine":
         def lr_at(progress: float) -> float:
