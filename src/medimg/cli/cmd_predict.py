@@ -1,9 +1,18 @@
-"""`medimg predict MODEL IN OUT`: segment a file, a folder of cases, or a DICOM series with a trained model.
+"""`medimg predict MODEL IN OUT`: segment or classify files, folders or DICOM series with a trained model.
 
-MODEL is a model folder (from `medimg train segment`) or a shipped model name (`medimg models`). IN is an image
-file, a DICOM series folder, or a folder of case files (nnU-Net naming: CASE_0000.nii.gz, CASE_0001.nii.gz, ...
-are the channels of CASE). For a folder, OUT is a folder and gets one label file per case, named like the case
-without the channel suffix.
+MODEL is a model folder (from `medimg train segment` or `medimg train classify`) or a shipped model name (`medimg
+models`); what it does follows the model.
+
+Segmentation: IN is an image file, a DICOM series folder, or a folder of case files (nnU-Net naming:
+CASE_0000.nii.gz, CASE_0001.nii.gz, ... are the channels of CASE). For a folder, OUT is a folder and gets one
+label file per case, named like the case without the channel suffix.
+
+Classification: IN is an image file, a DICOM series folder, a folder of images (class sub-folders or flat), a
+folder of DICOM series folders, a CSV (a path column) or a MedMNIST .npz (--split, default test, else val). OUT is
+always a new folder: predictions.csv (id, prob_<class> ..., pred, entropy, mutual_information), predictions.json
+and explain/<id>.png + explain/<id>.nii.gz (the explanation map; 3D: a montage of the most salient slices).
+Every probability is calibrated (each fold's temperature); the uncertainty comes from the fold ensemble, MC dropout
+or flip TTA (--uncertainty auto picks the first that the model allows).
 """
 
 from __future__ import annotations
@@ -21,14 +30,24 @@ def add_parser(subparsers, *, parents, help: str) -> None:  # noqa: A002
     p = subparsers.add_parser("predict", parents=parents, help=help, description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="model folder or shipped model name")
-    p.add_argument("input", help="image file, DICOM series folder, or folder of cases")
-    p.add_argument("output", help="label file (or folder for a folder input)")
+    p.add_argument("input", help="image file, DICOM series folder, folder of cases/images, CSV or MedMNIST .npz")
+    p.add_argument("output", help="segmentation: label file (or folder for a folder input); classification: a new "
+                   "folder")
     p.add_argument("--tta", action="store_true", help="mirror test-time augmentation (slower, slightly better)")
     p.add_argument("--overlap", type=float, default=0.5, help="sliding-window overlap, 0..0.9")
     p.add_argument("--probabilities", metavar="PATH", help="also write class probabilities (4D NIfTI)")
-    p.add_argument("--uncertainty", metavar="PATH", help="also write the predictive entropy map")
+    p.add_argument("--uncertainty", metavar="PATH|METHOD",
+                   help="segmentation: also write the predictive entropy map to PATH; classification: "
+                   "auto|ensemble|mc_dropout|tta (default auto: the fold ensemble, else MC dropout, else TTA)")
     p.add_argument("--no-postprocess", action="store_true", help="skip largest-component postprocessing")
     p.add_argument("--folds", default=None, help="comma-separated folds to ensemble (default: all trained)")
+    c = p.add_argument_group("classification only")
+    c.add_argument("--explain", default=None, choices=["gradcam", "gradcam++", "occlusion", "none"],
+                   help="explanation map of the predicted class (default gradcam)")
+    c.add_argument("--samples", type=int, default=None,
+                   help="uncertainty samples per fold (MC dropout: default 20; TTA: default all flips)")
+    c.add_argument("--split", default=None, help="split of a MedMNIST .npz, a CSV split column or split folders")
+    c.add_argument("--seed", type=int, default=0, help="seed of the MC dropout masks")
     add_read_options(p)
 
 
@@ -63,17 +82,33 @@ def _read_case(files: list[Path]):
     return images[0].replace(voxels=np.concatenate([im.voxels for im in images]))
 
 
+def _refuse(args: argparse.Namespace, options: dict[str, object], kind: str) -> None:
+    from medimg.core.errors import InvalidParameterError
+
+    for name, default in options.items():
+        if getattr(args, name) != default:
+            flag = "--" + name.replace("_", "-")
+            raise InvalidParameterError(f"option applies to {kind} models only", parameter=flag,
+                                        expected=f"no {flag} with this model", found=repr(getattr(args, name)),
+                                        fix=f"leave {flag} out")
+
+
 def run(args: argparse.Namespace) -> int:
     from medimg.cli._args import read_input
     from medimg.core.errors import InvalidParameterError
     from medimg.io import write
+    from medimg.tasks.classify.predict import is_classification_model
     from medimg.tasks.segment.predict import load_model, predict_image
     from medimg.zoo import resolve_model
 
+    model_dir = resolve_model(args.model)
+    if is_classification_model(model_dir):
+        return _run_classify(args, model_dir)
+    _refuse(args, {"explain": None, "samples": None, "split": None, "seed": 0}, "classification")
     if not 0 <= args.overlap < 1:
         raise InvalidParameterError("overlap out of range", parameter="--overlap", expected="0 <= overlap < 1",
                                     found=args.overlap)
-    model = load_model(resolve_model(args.model), folds=args.folds.split(",") if args.folds else None)
+    model = load_model(model_dir, folds=args.folds.split(",") if args.folds else None)
     src = Path(args.input)
     post = False if args.no_postprocess else None
     batch = src.is_dir() and bool(case_files(src))
@@ -103,3 +138,79 @@ def run(args: argparse.Namespace) -> int:
             if not args.quiet:
                 print(f"[{n}/{len(cases)}] {case}{ext}")
     return 0
+
+
+def _run_classify(args: argparse.Namespace, model_dir: Path) -> int:
+    import sys
+
+    from medimg.cli._args import parse_series
+    from medimg.core.errors import ImageWriteError, InvalidParameterError
+    from medimg.tasks.classify.predict import (
+        UNCERTAINTY_METHODS,
+        load_classifier,
+        open_prediction_inputs,
+        predict_samples,
+        write_predictions,
+    )
+
+    _refuse(args, {"tta": False, "probabilities": None, "no_postprocess": False, "overlap": 0.5, "spacing": None,
+                   "allow_gaps": False}, "segmentation")
+    uncertainty = args.uncertainty or "auto"
+    if uncertainty not in UNCERTAINTY_METHODS:
+        raise InvalidParameterError("unknown uncertainty method for a classification model", parameter="--uncertainty",
+                                    expected=" | ".join(UNCERTAINTY_METHODS), found=repr(uncertainty),
+                                    fix="e.g. --uncertainty auto (a PATH is for segmentation models)")
+    out, src = Path(args.output), Path(args.input)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ImageWriteError("output folder exists and is not empty", path=out, expected="a new or empty folder "
+                              "(a classification model writes predictions.csv, predictions.json and explain/)",
+                              found="existing content", fix="choose a new folder name or empty it first")
+    if src.is_dir() and out.resolve().is_relative_to(src.resolve()):
+        raise ImageWriteError("output folder lies inside the input folder", path=out,
+                              expected="a folder outside the input", found=f"inside '{src}'",
+                              fix="choose an output folder outside the input folder")
+    if not args.debug:  # one "wrote <temporary path>" line per figure is noise here; the summary names OUT
+        import logging
+
+        logging.getLogger("medimg.explain.figures").setLevel(logging.WARNING)
+    model = load_classifier(model_dir, folds=args.folds.split(",") if args.folds else None)
+    split = None if args.split is None else [s.strip() for s in args.split.split(",") if s.strip()]
+    inputs = open_prediction_inputs(args.input, split=split[0] if split and len(split) == 1 else split,
+                                    series=parse_series(args.series))
+    show = not args.quiet and len(inputs) > 20
+
+    def progress(done: int, total: int) -> None:
+        if show:
+            print(f"[{done}/{total}] classified", file=sys.stderr, flush=True)
+
+    preds = predict_samples(model, inputs, uncertainty=uncertainty, n_samples=args.samples,
+                            explain=args.explain or "gradcam", seed=args.seed, progress=progress)
+    write_predictions(preds, args.output, images=inputs, inputs=[args.input], metadata={
+        "model": str(model.path), "folds": list(model.folds), "temperatures": list(model.temperatures),
+        "input": str(args.input)})
+    if not args.quiet:
+        _summary(preds, model)
+        print(f"wrote {args.output} (predictions.csv, predictions.json"
+              f"{', explain/' if preds and preds[0].saliency is not None else ''}; {model.name}, folds "
+              f"{', '.join(model.folds)})")
+    return 0
+
+
+def _summary(preds, model) -> None:
+    from collections import Counter
+
+    def text(value) -> str:
+        return value if isinstance(value, str) else "+".join(value) or "none"
+
+    if len(preds) <= 20:
+        for p in preds:
+            truth = "" if p.label is None else f"  [label {text(p.label)}]"
+            print(f"{p.id}: {text(p.pred)} (p = {p.confidence:.3f}; entropy {p.entropy:.3f}, mutual information "
+                  f"{p.mutual_information:.3f} nats, {p.uncertainty_method}){truth}")
+        return
+    counts = Counter(text(p.pred) for p in preds)
+    print(f"{len(preds)} samples classified: " + ", ".join(f"{c} {counts[c]}" for c in sorted(counts)))
+    known = [p for p in preds if p.label is not None]
+    if known:
+        right = sum(text(p.pred) == text(p.label) for p in known)
+        print(f"agreement with the {len(known)} known labels: {right / len(known):.4f}")

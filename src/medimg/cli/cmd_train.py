@@ -1,9 +1,18 @@
-"""`medimg train segment DATASET -o MODEL_DIR`: self-configuring segmentation training.
+"""`medimg train segment|classify DATASET -o MODEL_DIR`: self-configuring segmentation and classification training.
 
-DATASET is an nnU-Net raw folder (dataset.json, imagesTr/CASE_0000.nii.gz, labelsTr/CASE.nii.gz) or a 2D folder
-(images/ + masks/ or labels/ of PNG/TIFF/JPEG). The dataset is verified, fingerprinted and planned (the plan is
-saved as MODEL_DIR/plan.json and reused by later folds), preprocessed into a disk cache, and one fold is trained
+segment: DATASET is an nnU-Net raw folder (dataset.json, imagesTr/CASE_0000.nii.gz, labelsTr/CASE.nii.gz) or a 2D
+folder (images/ + masks/ or labels/ of PNG/TIFF/JPEG). The dataset is verified, fingerprinted and planned (the plan
+is saved as MODEL_DIR/plan.json and reused by later folds), preprocessed into a disk cache, and one fold is trained
 (k-fold split saved in MODEL_DIR/splits.json).
+
+classify: DATASET is a folder of class folders (benign/, malignant/, ...; or train/ val/ test/ holding them), a
+CSV (path + label, or several 0/1 label columns for multi-label) or a MedMNIST .npz (--split train). The dataset is
+verified and planned (MODEL_DIR/plan.json), split into stratified folds (MODEL_DIR/splits.json), preprocessed into
+memory, and one fold is trained, then calibrated by temperature scaling on its validation samples (or on --val):
+fold_k/ holds model.pt, calibration.json, metrics.json (AUC, accuracy, balanced accuracy, ECE before/after,
+confusion matrix), reliability.png and training_curve.png. Example:
+
+  medimg train classify adrenalmnist3d_64_trainval.npz --split train -o runs/adrenal --fold 0 --minutes 15
 """
 
 from __future__ import annotations
@@ -15,11 +24,14 @@ import json
 def add_parser(subparsers, *, parents, help: str) -> None:  # noqa: A002
     p = subparsers.add_parser("train", parents=parents, help=help, description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("task", choices=["segment"], help="what to train")
-    p.add_argument("dataset", help="dataset folder (nnU-Net raw layout or images/ + masks/)")
+    p.add_argument("task", choices=["segment", "classify"], help="what to train")
+    p.add_argument("dataset", help="segment: dataset folder (nnU-Net raw layout or images/ + masks/); classify: "
+                   "folder of class folders, CSV or MedMNIST .npz")
     p.add_argument("-o", "--out", required=True, help="model folder (created; plan.json, fold_k/)")
-    p.add_argument("--fold", default="0", help="fold to train (0..folds-1) or 'all' (every case, no validation)")
-    p.add_argument("--folds", type=int, default=5, help="number of cross-validation folds")
+    p.add_argument("--fold", default="0", help="fold to train (0..folds-1) or 'all' (every case; no validation, except "
+                   "on --val for classify)")
+    p.add_argument("--folds", type=int, default=None,
+                   help="number of cross-validation folds (segment: 5; classify: the plan's choice, 5 or fewer)")
     p.add_argument("--minutes", type=float, default=None, help="wall-clock training budget")
     p.add_argument("--iterations", type=int, default=None, help="iteration budget (the first budget hit stops)")
     p.add_argument("--seed", type=int, default=0)
@@ -41,6 +53,21 @@ def add_parser(subparsers, *, parents, help: str) -> None:  # noqa: A002
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     p.add_argument("--cache", default=None, help="preprocessed cache folder (default $MEDIMG_CACHE or "
                    "~/.cache/medimg/preprocessed)")
+    c = p.add_argument_group("classify only")
+    c.add_argument("--split", default=None, metavar="NAME[,NAME]",
+                   help="dataset split(s) to train on, e.g. 'train' for MedMNIST (default: every split but test)")
+    c.add_argument("--val", default=None, metavar="DATA2",
+                   help="separate validation data for the final metrics and the temperature (instead of the fold's "
+                   "validation samples); a MedMNIST .npz gives its val split")
+    c.add_argument("--val-split", default=None, metavar="NAME", help="split of --val to use")
+    c.add_argument("--deterministic", action="store_true",
+                   help="repeatable run: deterministic algorithms, only the iteration budget stops training")
+    c.add_argument("--max-data-gb", type=float, default=4.0,
+                   help="limit of the preprocessed samples held in memory (default 4)")
+
+_SEGMENT_ONLY = {"cascade": None, "validate_every": None, "validate_cases": None, "foreground_only": False,
+                 "cache": None}
+_CLASSIFY_ONLY = {"split": None, "val": None, "val_split": None, "deterministic": False, "max_data_gb": 4.0}
 
 
 def _overrides(items: list[str]) -> tuple[tuple[str, object], ...]:
@@ -60,19 +87,43 @@ def _overrides(items: list[str]) -> tuple[tuple[str, object], ...]:
     return tuple(out)
 
 
+def _check_options(args: argparse.Namespace) -> None:
+    """Refuse options of the other task (one line, exit 2) instead of ignoring them."""
+    from medimg.core.errors import InvalidParameterError
+
+    other = _SEGMENT_ONLY if args.task == "classify" else _CLASSIFY_ONLY
+    for name, default in other.items():
+        if getattr(args, name) != default:
+            flag = "--" + name.replace("_", "-")
+            owner = "segment" if args.task == "classify" else "classify"
+            raise InvalidParameterError(f"option applies to `medimg train {owner}` only", parameter=flag,
+                                        expected=f"no {flag} for `medimg train {args.task}`",
+                                        found=repr(getattr(args, name)), fix=f"leave {flag} out")
+
+
+def _fold(text: str) -> int | str:
+    from medimg.core.errors import InvalidParameterError
+
+    if text == "all":
+        return "all"
+    if text.isdigit():
+        return int(text)
+    raise InvalidParameterError("bad fold", parameter="--fold", expected="a number or 'all'", found=text,
+                                fix="e.g. --fold 0, or --fold all")
+
+
 def run(args: argparse.Namespace) -> int:
+    _check_options(args)
+    if args.task == "classify":
+        return _run_classify(args)
     from medimg.tasks.segment.trainer import TrainOptions, train_segmentation
 
-    fold = args.fold if args.fold == "all" else int(args.fold) if args.fold.isdigit() else args.fold
-    if not isinstance(fold, int) and fold != "all":
-        from medimg.core.errors import InvalidParameterError
-
-        raise InvalidParameterError("bad fold", parameter="--fold", expected="a number or 'all'", found=args.fold)
+    fold = _fold(args.fold)
     overrides = _overrides(args.set)
     if args.cascade is not None:
         overrides += (("cascade", args.cascade),)
-    options = TrainOptions(fold=fold, n_folds=args.folds, minutes=args.minutes, iterations=args.iterations,
-                           seed=args.seed, overrides=overrides, resume=args.resume,
+    options = TrainOptions(fold=fold, n_folds=args.folds if args.folds is not None else 5, minutes=args.minutes,
+                           iterations=args.iterations, seed=args.seed, overrides=overrides, resume=args.resume,
                            validate_every_minutes=args.validate_every,
                            max_val_cases=args.validate_cases, threads=args.threads, cache_dir=args.cache,
                            foreground_only=args.foreground_only, group_by=args.group_by)
@@ -87,5 +138,34 @@ def run(args: argparse.Namespace) -> int:
               f"({metrics['stop_reason']})")
         if val:
             print("validation Dice per class: " + ", ".join(f"{d:.4f}" for d in val["dice_per_class"]))
+        print(f"model folder: {args.out}")
+    return 0
+
+
+def _run_classify(args: argparse.Namespace) -> int:
+    from medimg.cli.progress import TrainProgress
+    from medimg.tasks.classify.trainer import ClassifyTrainOptions, train_classification
+
+    fold = _fold(args.fold)
+    split = None if args.split is None else tuple(s.strip() for s in args.split.split(",") if s.strip())
+    options = ClassifyTrainOptions(
+        fold=fold, n_folds=args.folds, minutes=args.minutes, iterations=args.iterations, seed=args.seed,
+        overrides=_overrides(args.set), split=split[0] if split and len(split) == 1 else split, val_data=args.val,
+        val_split=args.val_split, threads=args.threads, resume=args.resume, group_by=args.group_by,
+        deterministic=args.deterministic, max_data_gb=args.max_data_gb)
+    label = f"train fold_{fold}"
+    metrics = train_classification(args.dataset, args.out, options,
+                                   callbacks=() if args.quiet else (TrainProgress(label=label),))
+    if not args.quiet:
+        print(f"trained {metrics['fold']}: {metrics['iterations']} iterations in {metrics['training_minutes']} min "
+              f"({metrics['stop_reason']})")
+        val = metrics.get("validation")
+        if val:
+            auc = "n/a" if val["auc_macro"] is None else f"{val['auc_macro']:.4f}"
+            print(f"validation ({val['n']} samples): AUC {auc}, accuracy {val['accuracy']:.4f}, balanced accuracy "
+                  f"{val['balanced_accuracy']:.4f}, ECE {val['ece_before']:.4f} -> {val['ece_after']:.4f} "
+                  f"(temperature {val['temperature']:.3f}; fitted on these samples, so optimistic)")
+        else:
+            print("no validation samples: temperature left at 1 (give --val DATA2 to calibrate)")
         print(f"model folder: {args.out}")
     return 0
