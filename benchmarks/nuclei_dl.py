@@ -25,17 +25,12 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", type=Path, required=True)
-    ap.add_argument("--fold", default="0")
-    ap.add_argument("--max-cases", type=int, default=None)
-    ap.add_argument("--out", type=Path, default=HERE / "results" / "nuclei_dl.json")
-    args = ap.parse_args(argv)
+def evaluate(model_dir: Path, fold: str = "0", *, max_cases: int | None = None, classical: bool = True,
+             log: bool = True) -> list[dict]:
+    """Score a nuclei model (and, with ``classical``, Otsu + watershed) on the validation images of its fold."""
     sys.path.insert(0, str(REPO / "src"))
     sys.path.insert(0, str(HERE))
     import numpy as np
-    import torch
 
     from classical import _instances_from_foreground, _quiet, nuclei_type
     from medimg.io import read
@@ -48,8 +43,8 @@ def main(argv: list[str] | None = None) -> None:
     _quiet()
     root = data_root() / "nuclei_dsb2018"
     ds = SegDataset.open(root, foreground_only=True)
-    val = json.loads((args.model / "splits.json").read_text())["folds"][int(args.fold)]["val"][: args.max_cases]
-    model = load_model(args.model, folds=[f"fold_{args.fold}"])
+    val = json.loads((model_dir / "splits.json").read_text())["folds"][int(fold)]["val"][:max_cases]
+    model = load_model(model_dir, folds=[f"fold_{fold}"])
     rows = []
     for case in val:
         image, _ = ds.load(case)
@@ -58,18 +53,33 @@ def main(argv: list[str] | None = None) -> None:
         row = {"id": case, "type": nuclei_type(raw.voxels), "n_gt": int(len(np.unique(gt)) - 1)}
         t0 = time.perf_counter()
         fg = np.asarray(predict_image(model, image).labels.voxels[0, 0]) > 0
-        deep = _instances_from_foreground(fg, raw.geometry).astype(np.int64)
-        t_deep = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        classical = np.asarray(segment_nuclei(raw)[0].voxels[0, 0]).astype(np.int64)
-        t_cl = time.perf_counter() - t0
-        for name, pred, sec in (("unet", deep, t_deep), ("otsu_watershed", classical, t_cl)):
+        results = [("unet", _instances_from_foreground(fg, raw.geometry).astype(np.int64), time.perf_counter() - t0)]
+        if classical:
+            t0 = time.perf_counter()
+            pred = np.asarray(segment_nuclei(raw)[0].voxels[0, 0]).astype(np.int64)
+            results.append(("otsu_watershed", pred, time.perf_counter() - t0))
+        for name, pred, sec in results:
             f1 = instance_f1(pred, gt, iou_thresholds=(0.5,))[0.5]
             row[name] = {"dice": dice(pred > 0, gt > 0), "f1_50": f1["f1"], "dsb_map": dsb_average_precision(pred, gt),
                          "seconds": round(sec, 3)}
         rows.append(row)
-        print(f"{case[:12]} {row['type'][:12]:12s} unet Dice {row['unet']['dice']:.3f} F1 {row['unet']['f1_50']:.3f}"
-              f" | otsu Dice {row['otsu_watershed']['dice']:.3f} F1 {row['otsu_watershed']['f1_50']:.3f}", flush=True)
+        if log and classical:
+            print(f"{case[:12]} {row['type'][:12]:12s} unet Dice {row['unet']['dice']:.3f} "
+                  f"F1 {row['unet']['f1_50']:.3f} | otsu Dice {row['otsu_watershed']['dice']:.3f} "
+                  f"F1 {row['otsu_watershed']['f1_50']:.3f}", flush=True)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", type=Path, required=True)
+    ap.add_argument("--fold", default="0")
+    ap.add_argument("--max-cases", type=int, default=None)
+    ap.add_argument("--out", type=Path, default=HERE / "results" / "nuclei_dl.json")
+    args = ap.parse_args(argv)
+    import torch
+
+    rows = evaluate(args.model, args.fold, max_cases=args.max_cases)
     summary = {}
     for group in ["all"] + sorted({r["type"] for r in rows}):
         sel = [r for r in rows if group == "all" or r["type"] == group]

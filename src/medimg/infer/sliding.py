@@ -136,9 +136,8 @@ def sliding_window_predict(
     batch_size: int = 2,
     mirror_axes: tuple[int, ...] = (),
     autocast_bf16: bool = True,
-    return_tta_entropy: bool = False,
     channels_last: bool = True,
-) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+) -> torch.Tensor:
     """Predict softmax probabilities of a whole volume by Gaussian-weighted sliding windows.
 
     A volume smaller than the patch along an axis is padded with zeros on both sides (as nnU-Net and MONAI do) and
@@ -157,15 +156,13 @@ def sliding_window_predict(
         mirror_axes: spatial axes (0-based, within the spatial axes) flipped for test-time augmentation; all
             ``2 ** len(mirror_axes)`` flip combinations are predicted and their probabilities averaged.
         autocast_bf16: run ``predict_fn`` under bfloat16 autocast on the volume's device.
-        return_tta_entropy: also return the predictive entropy (nats) of the probabilities averaged over the TTA
-            variants (with no mirror axes, the entropy of the single prediction).
         channels_last: hand the patches to ``predict_fn`` in channels-last memory layout (same values and shape,
             other strides), which lets oneDNN pick its faster convolution kernels on CPU (about 1.4x for a 3D
             U-Net). Turn it off for a ``predict_fn`` that calls ``.view`` on its input.
 
     Returns:
-        (K, *spatial) float32 probabilities, and with ``return_tta_entropy`` a ``(probabilities, entropy)`` pair,
-        the entropy of shape (*spatial).
+        (K, *spatial) float32 probabilities (the predictive entropy over TTA variants is
+        ``medimg.infer.postprocess.entropy`` of them).
 
     Raises:
         InvalidParameterError: wrong volume or patch dimensionality, overlap outside [0, 1), non-positive batch
@@ -249,11 +246,7 @@ def sliding_window_predict(
     if any(pad_before) or any(pad_after):
         crop = tuple(slice(b, b + s) for b, s in zip(pad_before, spatial))
         probs = probs[(slice(None), *crop)].contiguous()
-    if not return_tta_entropy:
-        return probs
-    from medimg.infer.postprocess import entropy
-
-    return probs, entropy(probs)
+    return probs
 
 
 def _predict_tta(
