@@ -42,16 +42,15 @@ import dataclasses
 import json
 import logging
 import math
-import os
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 from typing import Any, Protocol, Sequence
 
 import numpy as np
 
 from medimg.augment.batch import AugSpec
-from medimg.core.errors import ImageReadError, InvalidParameterError
+from medimg.core.errors import InvalidParameterError
 from medimg.core.image import to_jsonable
+from medimg.plans._json import JsonFileMixin
 from medimg.plans.planner import ASSUMED_CPU_GFLOPS
 
 logger = logging.getLogger(__name__)
@@ -160,7 +159,7 @@ def _check_floats(name: str, v: Any, n: int | None, *, positive: bool) -> tuple[
 
 
 @dataclass(frozen=True)
-class ClassifyPlan:
+class ClassifyPlan(JsonFileMixin):
     """All choices of an image classification run. Build with :func:`plan_classification`.
 
     Axes: ``input_size`` is (Y, X) for 2D and (Z, Y, X) for 3D; network inputs are (B, C, *input_size).
@@ -420,42 +419,6 @@ class ClassifyPlan:
         if isinstance(values.get("augmentation"), dict):
             values["augmentation"] = AugSpec.from_dict(values["augmentation"])
         return cls(**values)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> ClassifyPlan:
-        """Parse a plan; the schema version is checked first."""
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise _bad("text", "plan is not valid JSON", "a JSON object", str(exc), "repair the file") from exc
-        return cls.from_dict(data)
-
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the plan as JSON (through a temporary file renamed into place)."""
-        out = Path(path)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-        tmp.write_text(self.to_json(), encoding="utf-8")
-        os.replace(tmp, out)
-        return out
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> ClassifyPlan:
-        """Read a plan written by :meth:`save`.
-
-        Raises:
-            ImageReadError: the file cannot be read. InvalidParameterError: it is not a valid plan.
-        """
-        p = Path(path)
-        try:
-            text = p.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ImageReadError("cannot read plan file", path=p, found=str(exc),
-                                 fix="check the path (plans are saved as plan.json)") from exc
-        return cls.from_json(text)
 
 
 # ---- cost model --------------------------------------------------------------------------------------------------

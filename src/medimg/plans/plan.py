@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
 from medimg.augment.batch import AugSpec
-from medimg.core.errors import ImageReadError, InvalidParameterError
+from medimg.core.errors import InvalidParameterError
 from medimg.core.image import to_jsonable
+from medimg.plans._json import JsonFileMixin
 
 __all__ = ["SCHEMA_VERSION", "NormSpec", "AugSpec", "Plan", "NETWORK_KEYS", "CASCADE_CHANNELS"]
 
@@ -80,7 +79,7 @@ def _network_default() -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class Plan:
+class Plan(JsonFileMixin):
     """All choices of a segmentation run. Build with :func:`medimg.plans.plan_segmentation`.
 
     Axes: ``target_spacing`` is (sx, sy, sz) mm, x first (sz is ignored for 2D); ``patch_size`` is (Z, Y, X)
@@ -294,36 +293,5 @@ class Plan:
         except TypeError as exc:
             raise _bad("plan", "plan fields are missing or of the wrong type", ", ".join(sorted(names)), str(exc),
                        "write the plan with Plan.save") from exc
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> Plan:
-        """Parse a plan; the schema version is checked first."""
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise _bad("text", "plan is not valid JSON", "a JSON object", str(exc), "repair the file") from exc
-        return cls.from_dict(data)
-
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the plan as JSON (through a temporary file renamed into place)."""
-        out = Path(path)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-        tmp.write_text(self.to_json(), encoding="utf-8")
-        os.replace(tmp, out)
-        return out
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> Plan:
-        p = Path(path)
-        try:
-            text = p.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ImageReadError("cannot read plan file", path=p, found=str(exc),
-                                 fix="check the path (plans are saved as plan.json)") from exc
-        return cls.from_json(text)
 
 
