@@ -270,14 +270,22 @@ def train_segmentation(dataset_root: str | os.PathLike[str], out_dir: str | os.P
         loop_callbacks.insert(1, ValidationCallback(options.validate_every_minutes * 60,
                                                lambda: validate_cases(model, periodic, plan)))
     t0 = time.perf_counter()
+    from medimg.train.precision import bf16_conv3d_hazards
+
+    hazards = bf16_conv3d_hazards(model, (plan.network_in_channels, *plan.patch_size)) if plan.dims == 3 else []
+    if hazards:
+        logger.warning("training in float32: bf16 Conv3d weight gradients are wrong on this CPU for feature maps "
+                       "of depth 1 < Z < kernel depth (found %s)", sorted(set(hazards)))
     state = train_loop(model, optimizer, iter(sampler), loss, max_iterations=plan.iterations, lr_at=lr_at,
-                       minutes=plan.minutes, state=state, callbacks=loop_callbacks, transform=augmenter)
+                       minutes=plan.minutes, state=state, callbacks=loop_callbacks, transform=augmenter,
+                       autocast_bf16=not hazards)
     train_s = time.perf_counter() - t0
     torch.save({k: v.to(torch.float16) if v.is_floating_point() else v for k, v in model.state_dict().items()},
                fold_dir / ".model.pt.part")
     os.replace(fold_dir / ".model.pt.part", fold_dir / "model.pt")
     metrics: dict[str, Any] = {
         "fold": fold_name, "n_train": len(train_ids), "n_val": len(val_ids), "iterations": state.iteration,
+        "autocast_bf16": not hazards,
         "training_minutes": round(state.elapsed_s / 60, 2), "stop_reason": state.stop_reason,
         "wall_minutes_this_run": round(train_s / 60, 2), "curve": state.validation,
         "threads": torch.get_num_threads(),
