@@ -30,8 +30,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                  "per case and class"),
     "verify": ("medimg.cli.cmd_verify", "check a training dataset (grids, label values, channels, NaNs) and list "
                "every problem"),
-    "train": ("medimg.cli.cmd_train", "train a self-configuring segmentation model (nnU-Net or 2D folder layout)"),
-    "predict": ("medimg.cli.cmd_predict", "segment files, folders or DICOM series with a trained or shipped model"),
+    "train": ("medimg.cli.cmd_train", "train a self-configuring model: segment (nnU-Net or 2D layout) or classify"),
+    "predict": ("medimg.cli.cmd_predict", "segment or classify files, folders or DICOM series with a model"),
     "models": ("medimg.cli.cmd_models", "list the models that ship with medimg"),
     "analyze": ("medimg.cli.cmd_analyze", "the main job: pick a pipeline, segment, measure, write an HTML report"),
     "demo": ("medimg.cli.cmd_demo", "run the main job on the CT sample shipped with medimg"),
