@@ -46,15 +46,9 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
+from inference import _rss, cpu_peak  # noqa: E402 - the sibling benchmark script
+
 RUNNERS = ("medimg_bf16", "monai_fp32", "nnunet_fp32", "monai_bf16", "medimg_fp32")
-
-
-def _rss(key: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 def _make_runner(name: str, net, plan, nnunet_path: str | None):
@@ -200,9 +194,6 @@ def main(argv=None) -> int:
     from medimg.tasks.segment.predict import load_model
     from medimg.testing import data_root
     from medimg.zoo import resolve_model
-
-    sys.path.insert(0, str(HERE))
-    from inference import cpu_peak
 
     root = data_root()
     model_dir = resolve_model("hippocampus")

@@ -17,7 +17,7 @@ import torch
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TrainState", "Callback", "train_loop", "poly_lr", "cosine_lr", "make_optimizer"]
+__all__ = ["TrainState", "Callback", "train_loop", "poly_lr", "cosine_lr", "schedule", "make_optimizer"]
 
 
 @dataclass
@@ -55,6 +55,18 @@ def cosine_lr(base_lr: float, progress: float, *, warmup: float = 0.0) -> float:
         return base_lr * (progress + 1e-3) / warmup
     t = (progress - warmup) / max(1.0 - warmup, 1e-9)
     return base_lr * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+
+
+def schedule(name: str, base_lr: float) -> Callable[[float], float]:
+    """The learning rate as a function of training progress in [0, 1]: ``"cosine"`` (3 % warm-up) or poly.
+
+    Example:
+        >>> round(schedule("poly", 0.01)(0.5), 5)
+        0.00536
+    """
+    if name == "cosine":
+        return lambda progress: cosine_lr(base_lr, progress, warmup=0.03)
+    return lambda progress: poly_lr(base_lr, progress)
 
 
 def make_optimizer(params, name: str, lr: float, weight_decay: float) -> torch.optim.Optimizer:

@@ -565,8 +565,8 @@ def train_classification(data: str | os.PathLike[str], out_dir: str | os.PathLik
     from medimg.explain.calibration import apply_temperature, fit_temperature, reliability_diagram, reliability_png
     from medimg.models import ClassifierSpec, build_classifier
     from medimg.tasks.classify.predict import network_logits
-    from medimg.train import CheckpointCallback, CurveCallback, LogCallback, load_checkpoint, make_optimizer, poly_lr
-    from medimg.train.loop import cosine_lr, train_loop
+    from medimg.train import CheckpointCallback, CurveCallback, LogCallback, load_checkpoint, make_optimizer
+    from medimg.train.loop import schedule, train_loop
 
     options = options or ClassifyTrainOptions()
     if options.fold != "all" and (isinstance(options.fold, bool) or not isinstance(options.fold, (int, np.integer))):
@@ -651,12 +651,7 @@ def train_classification(data: str | os.PathLike[str], out_dir: str | os.PathLik
     batches = _batches(x_train, y_train, batch_size=batch_size, balanced=plan.sampling == "balanced",
                        n_classes=plan.n_classes, seed=seeds["sampler"] + start_it)
     augmenter = _AugmentImages(BatchAugmenter(plan.augmentation, dims=plan.dims, seed=seeds["augment"] + start_it))
-    if plan.schedule == "cosine":
-        def lr_at(progress: float) -> float:
-            return cosine_lr(plan.learning_rate, progress, warmup=0.03)
-    else:
-        def lr_at(progress: float) -> float:
-            return poly_lr(plan.learning_rate, progress)
+    lr_at = schedule(plan.schedule, plan.learning_rate)
     loop_callbacks: list[Callback] = [
         LogCallback(label=f"train {fold_name}"), *callbacks,
         CheckpointCallback(ckpt_path, model, optimizer, every_s=300,

@@ -186,10 +186,9 @@ def train_segmentation(dataset_root: str | os.PathLike[str], out_dir: str | os.P
         LogCallback,
         load_checkpoint,
         make_optimizer,
-        poly_lr,
         train_loop,
     )
-    from medimg.train.loop import cosine_lr
+    from medimg.train.loop import schedule
 
     if options.threads:
         torch.set_num_threads(options.threads)
@@ -254,12 +253,7 @@ def train_segmentation(dataset_root: str | os.PathLike[str], out_dir: str | os.P
                                spacing_zyx=spacing_zyx[-plan.dims:], seed=plan.seed + start_it,
                                intensity_channels=plan.in_channels)  # cascade channels: spatial transforms only
     loss = DeepSupervisionLoss(DiceCELoss())
-    if plan.schedule == "cosine":
-        def lr_at(progress: float) -> float:
-            return cosine_lr(plan.learning_rate, progress, warmup=0.03)
-    else:
-        def lr_at(progress: float) -> float:
-            return poly_lr(plan.learning_rate, progress)
+    lr_at = schedule(plan.schedule, plan.learning_rate)
     loop_callbacks: list[Callback] = [
         LogCallback(label=f"train {fold_name}"), *callbacks,
         CheckpointCallback(ckpt_path, model, optimizer, every_s=300),
