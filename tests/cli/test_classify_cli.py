@@ -200,3 +200,21 @@ def test_flat_folder_of_2d_images_with_a_2d_model(tmp_path, capsys):
     assert [r["id"] for r in rows] == ["benign (1).png"]  # the mask file is not a sample
     assert [r for r in rows[0] if r.startswith("prob_")] == ["prob_benign", "prob_malignant", "prob_normal"]
     assert sorted(p.name for p in (out / "explain").iterdir()) == ["benign_1.nii.gz", "benign_1.png"]
+
+
+def test_verify_classification_datasets(adrenal_npz, tmp_path, capsys):
+    # A MedMNIST file and a folder of class folders are recognised without --task; a truncated PNG is named.
+    assert main(["verify", str(adrenal_npz), "--split", "train"]) == 0
+    out = capsys.readouterr().out
+    assert "24 of 24 samples checked, 0 problems" in out and "class counts 0 16, 1 8" in out
+    busi = require_data("breast_ultrasound_busi")
+    root = tmp_path / "us"
+    for cls in ("benign", "malignant"):
+        (root / cls).mkdir(parents=True)
+        for src in sorted((busi / cls).glob("*.png"))[:3]:
+            shutil.copy(src, root / cls / src.name)
+    bad = root / "malignant" / "broken.png"
+    bad.write_bytes((busi / "benign" / "benign (1).png").read_bytes()[:200])
+    assert main(["verify", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert "broken.png" in err and "1 problem" in err

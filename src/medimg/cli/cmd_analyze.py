@@ -8,6 +8,18 @@ Output contract (scripts may rely on it)::
     OUT/measurements.csv     the same records, one row each
     OUT/masks/<name>.nii.gz  label maps (3D), or OUT/masks/<name>.png (2D, uint8/uint16 label values)
 
+With ``--classifier MODEL`` the image is also classified (as ``medimg predict`` does: calibrated probabilities,
+predictive entropy and mutual information, an explanation map), before the pipeline runs, so that a model that
+does not fit the image fails fast::
+
+    OUT/report.html          gains a "Classification" section (probability table, decision, uncertainty, figure)
+    OUT/measurements.json    gains "classification": ClassPrediction.to_dict() + model folder, folds, temperatures
+    OUT/explain/<stem>.png   the explanation figure (2D: overlay; 3D: montage of the most salient slices)
+    OUT/explain/<stem>.nii.gz  the explanation map on the input's grid
+
+``--pipeline none`` runs only the classification (empty masks/ and measurements); with ``--classifier`` and no
+``--pipeline``, an image that no pipeline is chosen for is classified only, with a note.
+
 OUT is built in a temporary folder beside it and moved into place when everything succeeded. An existing OUT
 is replaced only when it is an earlier ``medimg analyze`` output; any other non-empty folder is refused.
 """
@@ -17,32 +29,56 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 _MARKER = "medimg_analyze"
+_PIPELINES = ("ct_body", "hippocampus", "nuclei", "fetal_head")
+
+
+@dataclass(frozen=True)
+class Classification:
+    """A loaded classification model and its prediction for the analysed image."""
+
+    model: Any  # medimg.tasks.classify.predict.ClassificationModel
+    prediction: Any  # medimg.tasks.classify.predict.ClassPrediction
 
 
 def add_parser(subparsers, *, parents, help: str) -> None:  # noqa: A002
     from medimg.cli._args import add_read_options
+    from medimg.cli._classify import EXPLAIN_CHOICES, UNCERTAINTY_CHOICES
     from medimg.cli._spacing import add_pixel_spacing_option
 
     p = subparsers.add_parser(
         "analyze", parents=parents, help=help,
         description="Read a study, choose an analysis pipeline from its modality and content (CT body/lungs/"
         "bone, microscopy nuclei, fetal head ultrasound), run it and write OUT/report.html, "
-        "OUT/measurements.json, OUT/measurements.csv and OUT/masks/.",
+        "OUT/measurements.json, OUT/measurements.csv and OUT/masks/. With --classifier MODEL the image is also "
+        "classified: a Classification section in the report, a classification entry in measurements.json and "
+        "the explanation map in OUT/explain/.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("input", help="image file or DICOM file/folder/zip")
     p.add_argument("-o", "--out", required=True, help="output folder")
-    p.add_argument("--pipeline", choices=["ct_body", "hippocampus", "nuclei", "fetal_head"], default=None,
-                   help="skip the automatic choice")
+    p.add_argument("--pipeline", choices=[*_PIPELINES, "none"], default=None,
+                   help="skip the automatic choice; none: no segmentation, only the --classifier model")
     p.add_argument("--modality", metavar="MOD", default=None,
                    help="modality when the file records none (e.g. CT for a NIfTI in HU, US, SM)")
     add_pixel_spacing_option(p)
     add_read_options(p)
+    c = p.add_argument_group("classification")
+    c.add_argument("--classifier", metavar="MODEL", default=None,
+                   help="also classify the image with this model folder (`medimg train classify`) or shipped model "
+                   "name: calibrated class probabilities, decision, uncertainty and an explanation map "
+                   "(one image, not a folder of cases)")
+    c.add_argument("--classifier-uncertainty", choices=UNCERTAINTY_CHOICES, default="auto",
+                   help="uncertainty of the classification: auto takes the fold ensemble, else MC dropout, else "
+                   "flip TTA")
+    c.add_argument("--classifier-explain", choices=EXPLAIN_CHOICES, default="gradcam",
+                   help="explanation map of the predicted class")
 
 
 def check_output_folder(out: Path, marker_file: str, marker: str, command: str) -> None:
@@ -93,14 +129,15 @@ def load_input(args: argparse.Namespace, notes: list[str]):
     return image
 
 
-def write_analysis(image, result, out: Path, *, source: str, inputs: list[str], notes: list[str]) -> Path:
-    """Write the output contract of ``medimg analyze`` for one AnalysisResult into ``out``."""
+def write_analysis(image, result, out: Path, *, source: str, inputs: list[str], notes: list[str],
+                   classification: Classification | None = None) -> Path:
+    """Write the output contract of ``medimg analyze`` for one AnalysisResult (and a classification) into ``out``."""
     import numpy as np
 
     import medimg
     from medimg.io import write
     from medimg.measure import to_csv
-    from medimg.report import ReportSection, image_summary, render_html
+    from medimg.report import ReportSection, classification_record, classification_section, image_summary, render_html
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(os.path.abspath(out)).parent / f".{out.name}.partial"
@@ -130,6 +167,12 @@ def write_analysis(image, result, out: Path, *, source: str, inputs: list[str], 
             "label_names": {k: {str(i): n for i, n in v.items()} for k, v in result.label_names.items()},
             "measurements": result.measurements,
         }
+        class_section, files = None, {}
+        if classification is not None:
+            pred, model = classification.prediction, classification.model
+            files, figure = _write_explanation(pred, image, tmp / "explain")
+            payload["classification"] = classification_record(pred, model, files=files)
+            class_section = classification_section(pred, model, figure=figure, files=files)
         (tmp / "measurements.json").write_text(json.dumps(payload, indent=2, allow_nan=False))
         to_csv(result.measurements, tmp / "measurements.csv")
         info = image_summary(image)
@@ -147,8 +190,12 @@ def write_analysis(image, result, out: Path, *, source: str, inputs: list[str], 
         ]
         if all_notes:
             sections.append(ReportSection("Notes", text=" ".join(all_notes)))
-        sections.append(ReportSection("Summary", items=result.summary))
-        sections.append(ReportSection("Figures", figures=result.figures))
+        if result.summary:
+            sections.append(ReportSection("Summary", items=result.summary))
+        if class_section is not None:
+            sections.append(class_section)
+        if result.figures:
+            sections.append(ReportSection("Figures", figures=result.figures))
         if result.measurements:
             cols = _report_columns(result.measurements)
             sections.append(ReportSection(
@@ -156,8 +203,11 @@ def write_analysis(image, result, out: Path, *, source: str, inputs: list[str], 
                 "measurements.csv / measurements.json.",
                 records=[{k: r.get(k) for k in cols} for r in result.measurements[:200]],
             ))
-        sections.append(ReportSection("Outputs", items={"masks": ", ".join(mask_files.values()),
-                                                        "measurements": "measurements.json, measurements.csv"}))
+        outputs = {"masks": ", ".join(mask_files.values()) or "none",
+                   "measurements": "measurements.json, measurements.csv"}
+        if class_section is not None:
+            outputs["explanation"] = ", ".join(files.values()) or "none (--classifier-explain none)"
+        sections.append(ReportSection("Outputs", items=outputs))
         import numpy
         import scipy
         import SimpleITK
@@ -173,6 +223,45 @@ def write_analysis(image, result, out: Path, *, source: str, inputs: list[str], 
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out / "report.html"
+
+
+def _write_explanation(pred, image, folder: Path) -> tuple[dict[str, str], Any]:
+    """Write ``folder/<stem>.png`` (2D overlay, 3D montage) and ``<stem>.nii.gz`` (the map on the image's grid).
+
+    Returns the file names relative to OUT and the figure as (H, W, 3) uint8 for the report; ({}, None) when the
+    prediction has no map.
+    """
+    import numpy as np
+    from PIL import Image as PILImage
+
+    from medimg.core.enums import Kind
+    from medimg.explain.figures import saliency_montage_png, saliency_overlay_png
+    from medimg.io import write
+    from medimg.report.classification import decision_text
+    from medimg.tasks.classify.predict import safe_file_stem
+
+    if pred.saliency is None:
+        return {}, None
+    saliency = pred.saliency_on_input()  # (Y, X) or (Z, Y, X) on the image's grid
+    voxels = np.asarray(image.voxels, np.float32)
+    voxels = voxels[:, 0] if saliency.ndim == 2 else voxels
+    shown = (voxels[:3] if voxels.shape[0] >= 3 else voxels[:1]).mean(axis=0)
+    title = (f"{decision_text(pred.pred)} (p={pred.confidence:.2f}); {pred.explain_method}: "
+             f"{pred.explained_class}")[:80]
+    stem = safe_file_stem(pred.id)
+    png, nifti = folder / f"{stem}.png", folder / f"{stem}.nii.gz"
+    if saliency.ndim == 2:
+        saliency_overlay_png(shown, saliency, png, title=title)
+    else:
+        saliency_montage_png(shown, saliency, png, n_slices=min(6, saliency.shape[0]), title=title)
+    vox = saliency[None, None] if saliency.ndim == 2 else saliency[None]
+    write(image.derive(vox.astype(np.float32), operation="classification_saliency", kind=Kind.INTENSITY,
+                       metadata={"saliency_method": pred.explain_method, "explained_class": pred.explained_class,
+                                 "sample_id": pred.id},
+                       params={"method": pred.explain_method, "class": pred.explained_class}), nifti)
+    with PILImage.open(png) as fig:
+        figure = np.asarray(fig.convert("RGB"))
+    return {"png": f"{folder.name}/{png.name}", "nifti": f"{folder.name}/{nifti.name}"}, figure
 
 
 def _report_columns(records: list[dict[str, Any]]) -> list[str]:
@@ -211,15 +300,101 @@ def combine_cases(results: list[tuple[str, Any]]):
                           measurements=records, summary=summary, figures=figures, notes=notes)
 
 
+def _with_option(exc, *, parameter: str, path: str | None = None, what: str | None = None,
+                 fix: str | None = None):
+    """The same kind of error, naming the command-line option (and file) that caused it."""
+    return type(exc)(what or exc.what, path=exc.path if path is None else path, parameter=parameter,
+                     expected=exc.expected, found=exc.found, fix=fix or exc.fix)
+
+
+def load_classifier_option(args: argparse.Namespace):
+    """Resolve and load the ``--classifier`` model; every error names the option."""
+    from medimg.core.errors import InvalidParameterError, MedimgError
+    from medimg.tasks.classify.predict import is_classification_model, load_classifier
+    from medimg.zoo import resolve_model
+
+    try:
+        model_dir = resolve_model(args.classifier)
+    except MedimgError as exc:
+        raise _with_option(exc, parameter="--classifier") from exc
+    if not is_classification_model(model_dir):
+        has_plan = (model_dir / "plan.json").is_file()
+        raise InvalidParameterError(
+            "not a classification model", path=model_dir, parameter="--classifier",
+            expected="a folder written by `medimg train classify` (plan.json with task binary, multiclass or "
+                     "multilabel, and fold_*/model.pt) or a shipped classifier name",
+            found="a plan.json of another task (a segmentation model?)" if has_plan else "a folder without plan.json",
+            fix="give a classification model; segmentation models run through `medimg predict` or --pipeline")
+    try:
+        return load_classifier(model_dir)
+    except MedimgError as exc:
+        raise _with_option(exc, parameter="--classifier") from exc
+
+
+def classify_image(args: argparse.Namespace, model, image) -> Classification:
+    """Classify the input image as `medimg predict` would; a misfit (dimensions, channels, options) is one error
+    that names the option, the image and the model."""
+    from medimg.core.errors import InvalidParameterError
+    from medimg.tasks.classify.predict import predict_samples
+
+    dims = int(model.plan.dims)
+    if image.is_2d != (dims == 2):
+        have = "2D" if image.is_2d else "3D"
+        raise InvalidParameterError(
+            f"the image is {have} but classifier '{model.name}' takes {dims}D images", path=args.input,
+            parameter="--classifier", expected=f"a {dims}D image",
+            found=f"a {have} image of (Z, Y, X) {image.spatial_shape}",
+            fix=f"use a classifier trained on {have} images, or leave --classifier out")
+    options = {"--uncertainty": "--classifier-uncertainty", "--explain": "--classifier-explain"}
+    try:
+        preds = predict_samples(model, {Path(args.input).name or str(args.input): image},
+                                uncertainty=args.classifier_uncertainty, explain=args.classifier_explain)
+    except InvalidParameterError as exc:
+        if exc.parameter in options:
+            fix = exc.fix or ""
+            for old, new in options.items():
+                fix = re.sub(rf"{re.escape(old)}\b", new, fix)
+            raise _with_option(exc, parameter=options[exc.parameter], fix=fix) from exc
+        what = re.sub(r"^sample '[^']*': ", "", exc.what)
+        raise _with_option(exc, parameter="--classifier", path=args.input,
+                           what=f"the image does not fit classifier '{model.name}': {what}",
+                           fix=f"{exc.fix or 'give an image like the training images'}, or use a classifier "
+                               "trained on images like this one") from exc
+    return Classification(model=model, prediction=preds[0])
+
+
+def classification_only(reason: str):
+    """The AnalysisResult of ``--pipeline none``: no masks, no measurements; the classification is the result."""
+    from medimg.pipelines import AnalysisResult
+
+    return AnalysisResult(pipeline="none", title="Image classification",
+                          method="No analysis pipeline was run; the image was classified only (see Classification).",
+                          parameters={"pipeline_choice": reason}, masks={}, label_names={}, measurements=[])
+
+
 def run(args: argparse.Namespace) -> int:
+    from medimg.cli._classify import prediction_line, quiet_figure_logs
     from medimg.cli.cmd_predict import _read_case, case_files
-    from medimg.pipelines import run_pipeline
+    from medimg.core.errors import InvalidParameterError
+    from medimg.pipelines import choose_pipeline, run_pipeline
 
     out = Path(args.out)
     check_output_folder(out, "measurements.json", _MARKER, "analyze")
+    if args.pipeline == "none" and not args.classifier:
+        raise InvalidParameterError("nothing to run", parameter="--pipeline", expected="--classifier MODEL with "
+                                    "--pipeline none", found="--pipeline none alone",
+                                    fix="add --classifier MODEL, or leave --pipeline out for the automatic choice")
     notes: list[str] = []
     src = Path(args.input)
     cases = case_files(src) if src.is_dir() else {}
+    if cases and args.classifier:
+        raise InvalidParameterError(
+            "--classifier classifies one image", path=src, parameter="--classifier",
+            expected="one image file or DICOM series", found=f"a folder of {len(cases)} cases",
+            fix=f"classify a folder with `medimg predict {args.classifier} {src} OUT`, or analyse one case")
+    quiet_figure_logs(args.debug)
+    model = load_classifier_option(args) if args.classifier else None  # before reading: a wrong model fails fast
+    classification = None
     if cases:  # a folder of image files (not a DICOM folder): one analysis per case, one report
         results = []
         for case, files in sorted(cases.items()):
@@ -228,8 +403,23 @@ def run(args: argparse.Namespace) -> int:
         result = combine_cases(results)
     else:
         image = load_input(args, notes)
-        result = run_pipeline(image, args.pipeline)
-    report = write_analysis(image, result, out, source=str(args.input), inputs=[args.input], notes=notes)
+        pipeline = args.pipeline
+        if model is not None:
+            classification = classify_image(args, model, image)  # before the pipeline: a misfit fails fast
+            if pipeline is None:
+                try:
+                    choose_pipeline(image)
+                except InvalidParameterError as exc:
+                    pipeline = "none"
+                    notes.append(f"no analysis pipeline applies to this image ({exc.what}; found {exc.found}): "
+                                 "only the classification ran")
+        if pipeline == "none":
+            result = classification_only("chosen by the user (--pipeline none)" if args.pipeline == "none" else
+                                         "no automatic pipeline for this image")
+        else:
+            result = run_pipeline(image, pipeline)
+    report = write_analysis(image, result, out, source=str(args.input), inputs=[args.input], notes=notes,
+                            classification=classification)
     if not args.quiet:
         print(f"pipeline:     {result.pipeline} ({result.parameters.get('pipeline_choice', '')})")
         for k, v in result.summary.items():
@@ -237,6 +427,8 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{k + ':':<14}{v}")
         for row in result.summary.get("per_case", [])[:20]:
             print("  " + ", ".join(f"{k} {v}" for k, v in row.items()))
+        if classification is not None:
+            print(f"classifier:   {classification.model.name}: {prediction_line(classification.prediction)}")
         for note in notes + result.notes:
             print(f"note: {note}")
         print(f"report:       {report}")

@@ -13,7 +13,11 @@ def run(args: argparse.Namespace) -> int:
     from medimg.zoo import list_zoo
 
     for entry in list_zoo():
-        state = "ready" if entry.available else "no weights (retrain with the command below)"
+        if entry.available:
+            state = "ready" if entry.shipped else "ready (trained locally)"
+        else:
+            state = ("no weights (retrain with the command below)" if entry.shipped else
+                     "not shipped: " + entry.note)
         print(f"{entry.name:<14} {entry.task:<8} {state}")
         print(f"  {entry.description}")
         print(f"  folder:  {entry.path}")

@@ -26,6 +26,7 @@ _IMAGE_EXT = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".png", ".tif", ".tiff
 
 def add_parser(subparsers, *, parents, help: str) -> None:  # noqa: A002
     from medimg.cli._args import add_read_options
+    from medimg.cli._classify import EXPLAIN_CHOICES
 
     p = subparsers.add_parser("predict", parents=parents, help=help, description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -42,7 +43,7 @@ def add_parser(subparsers, *, parents, help: str) -> None:  # noqa: A002
     p.add_argument("--no-postprocess", action="store_true", help="skip largest-component postprocessing")
     p.add_argument("--folds", default=None, help="comma-separated folds to ensemble (default: all trained)")
     c = p.add_argument_group("classification only")
-    c.add_argument("--explain", default=None, choices=["gradcam", "gradcam++", "occlusion", "none"],
+    c.add_argument("--explain", default=None, choices=EXPLAIN_CHOICES,
                    help="explanation map of the predicted class (default gradcam)")
     c.add_argument("--samples", type=int, default=None,
                    help="uncertainty samples per fold (MC dropout: default 20; TTA: default all flips)")
@@ -144,6 +145,7 @@ def _run_classify(args: argparse.Namespace, model_dir: Path) -> int:
     import sys
 
     from medimg.cli._args import parse_series
+    from medimg.cli._classify import print_predictions, quiet_figure_logs
     from medimg.core.errors import ImageWriteError, InvalidParameterError
     from medimg.tasks.classify.predict import (
         UNCERTAINTY_METHODS,
@@ -169,10 +171,7 @@ def _run_classify(args: argparse.Namespace, model_dir: Path) -> int:
         raise ImageWriteError("output folder lies inside the input folder", path=out,
                               expected="a folder outside the input", found=f"inside '{src}'",
                               fix="choose an output folder outside the input folder")
-    if not args.debug:  # one "wrote <temporary path>" line per figure is noise here; the summary names OUT
-        import logging
-
-        logging.getLogger("medimg.explain.figures").setLevel(logging.WARNING)
+    quiet_figure_logs(args.debug)  # one "wrote <temporary path>" line per figure is noise; the summary names OUT
     model = load_classifier(model_dir, folds=args.folds.split(",") if args.folds else None)
     split = None if args.split is None else [s.strip() for s in args.split.split(",") if s.strip()]
     inputs = open_prediction_inputs(args.input, split=split[0] if split and len(split) == 1 else split,
@@ -189,28 +188,8 @@ def _run_classify(args: argparse.Namespace, model_dir: Path) -> int:
         "model": str(model.path), "folds": list(model.folds), "temperatures": list(model.temperatures),
         "input": str(args.input)})
     if not args.quiet:
-        _summary(preds, model)
+        print_predictions(preds)
         print(f"wrote {args.output} (predictions.csv, predictions.json"
               f"{', explain/' if preds and preds[0].saliency is not None else ''}; {model.name}, folds "
               f"{', '.join(model.folds)})")
     return 0
-
-
-def _summary(preds, model) -> None:
-    from collections import Counter
-
-    def text(value) -> str:
-        return value if isinstance(value, str) else "+".join(value) or "none"
-
-    if len(preds) <= 20:
-        for p in preds:
-            truth = "" if p.label is None else f"  [label {text(p.label)}]"
-            print(f"{p.id}: {text(p.pred)} (p = {p.confidence:.3f}; entropy {p.entropy:.3f}, mutual information "
-                  f"{p.mutual_information:.3f} nats, {p.uncertainty_method}){truth}")
-        return
-    counts = Counter(text(p.pred) for p in preds)
-    print(f"{len(preds)} samples classified: " + ", ".join(f"{c} {counts[c]}" for c in sorted(counts)))
-    known = [p for p in preds if p.label is not None]
-    if known:
-        right = sum(text(p.pred) == text(p.label) for p in known)
-        print(f"agreement with the {len(known)} known labels: {right / len(known):.4f}")

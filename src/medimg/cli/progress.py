@@ -48,8 +48,11 @@ class TrainProgress:
         recent = state.history[-self.every:]
         loss = sum(r["loss"] for r in recent) / len(recent)
         rate = len(recent) / max(sum(r["step_s"] for r in recent), 1e-9)
-        text = (f"{self.label}: it {state.iteration}/{state.max_iterations}  loss {loss:.4f}  "
-                f"lr {record['lr']:.2e}  {rate:.2f} it/s  {state.elapsed_s / 60:.1f} min")
+        total = f"/{state.max_iterations}" if state.max_iterations else ""
+        budget = getattr(state, "budget_s", None)
+        clock = f"{state.elapsed_s / 60:.1f}" + (f"/{budget / 60:g}" if budget else "")
+        text = (f"{self.label}: it {state.iteration}{total}  loss {loss:.4f}  "
+                f"lr {record['lr']:.2e}  {rate:.2f} it/s  {clock} min")
         print(("\r" + text) if self._tty else text, end="" if self._tty else "\n", file=sys.stderr, flush=True)
 
     def on_end(self, state) -> None:

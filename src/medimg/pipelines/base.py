@@ -87,7 +87,8 @@ def choose_pipeline(image: Image) -> tuple[str, str]:
             "no automatic pipeline for this 3D image", parameter="--pipeline",
             expected="a CT volume (modality CT or values in HU) or an MRI hippocampus crop",
             found=f"modality {modality or 'unknown'}, values {lo:.4g}..{hi:.4g}",
-            fix=f"name a pipeline with --pipeline ({', '.join(sorted(PIPELINES))})",
+            fix=f"name a pipeline with --pipeline ({', '.join(sorted(PIPELINES))}), or only classify the image: "
+                "--pipeline none --classifier MODEL",
         )
     if modality == "US" or (modality in ("", "UNKNOWN", "OT") and _ultrasound_like(image)):
         return "fetal_head", "ultrasound (modality US or a black sector surround)"

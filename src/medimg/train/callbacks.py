@@ -86,9 +86,10 @@ class CheckpointCallback(Callback):
 class CurveCallback(Callback):
     """Write the training curve (loss, smoothed, and validation Dice if any) as PNG and JSON at the end."""
 
-    def __init__(self, png_path: Path, json_path: Path | None = None) -> None:
+    def __init__(self, png_path: Path, json_path: Path | None = None, *, loss_label: str = "Dice + CE loss") -> None:
         self.png_path = Path(png_path)
         self.json_path = Path(json_path) if json_path else None
+        self.loss_label = loss_label
 
     def on_end(self, state: TrainState) -> None:
         if not state.history:
@@ -109,7 +110,7 @@ class CurveCallback(Callback):
         ax.plot(it, loss, color="0.8", lw=0.8, label="loss")
         ax.plot(it[k - 1:], smooth, color="C0", lw=1.5, label=f"loss (mean of {k})")
         ax.set_xlabel("iteration")
-        ax.set_ylabel("Dice + CE loss")
+        ax.set_ylabel(self.loss_label)
         if state.validation:
             ax2 = ax.twinx()
             ax2.plot([v["iteration"] for v in state.validation], [v["mean_dice"] for v in state.validation],

@@ -15,6 +15,8 @@ from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
+from medimg.core.errors import InvalidParameterError
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["TrainState", "Callback", "train_loop", "poly_lr", "cosine_lr", "schedule", "make_optimizer"]
@@ -25,7 +27,8 @@ class TrainState:
     """What the loop and its callbacks share."""
 
     iteration: int = 0
-    max_iterations: int = 0
+    max_iterations: int | None = 0  # None: only the wall clock stops the run
+    budget_s: float | None = None
     started: float = field(default_factory=time.perf_counter)
     elapsed_s: float = 0.0  # time spent in this and earlier (resumed) runs
     history: list[dict[str, float]] = field(default_factory=list)
@@ -86,7 +89,7 @@ def train_loop(
     batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
     loss_fn: Callable[[Any, torch.Tensor], torch.Tensor],
     *,
-    max_iterations: int,
+    max_iterations: int | None,
     lr_at: Callable[[float], float],
     minutes: float | None = None,
     autocast_bf16: bool = True,
@@ -97,6 +100,8 @@ def train_loop(
 ) -> TrainState:
     """Train until ``max_iterations`` or ``minutes`` (wall clock, including earlier resumed runs).
 
+    ``max_iterations=None`` leaves the stop to the wall clock (``minutes`` is then required).
+
     Args:
         batches: yields (image (B, C, *patch), label (B, *patch)) tensors.
         loss_fn: (model output, label) -> scalar loss.
@@ -106,20 +111,25 @@ def train_loop(
         transform: applied to each batch before the forward pass (augmentation).
         state: a resumed state (iteration and elapsed time continue from it).
     """
+    if max_iterations is None and minutes is None:
+        raise InvalidParameterError("training needs a budget", parameter="max_iterations/minutes",
+                                    expected="an iteration count, a time in minutes, or both", found="neither",
+                                    fix="give max_iterations or minutes")
     state = state or TrainState()
     state.max_iterations = max_iterations
     state.started = time.perf_counter() - state.elapsed_s
     budget_s = None if minutes is None else minutes * 60.0
+    state.budget_s = budget_s
     for cb in callbacks:
         cb.on_start(state)
     model.train()
     it = iter(batches)
-    while state.iteration < max_iterations and not state.stop:
+    while (max_iterations is None or state.iteration < max_iterations) and not state.stop:
         t0 = time.perf_counter()
         image, label = next(it)
         if transform is not None:
             image, label = transform(image, label)
-        progress = state.iteration / max(max_iterations, 1)
+        progress = 0.0 if max_iterations is None else state.iteration / max(max_iterations, 1)
         if budget_s is not None:
             progress = max(progress, (time.perf_counter() - state.started) / budget_s)
         lr = lr_at(progress)

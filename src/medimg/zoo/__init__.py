@@ -23,6 +23,10 @@ class ZooEntry:
     task: str
     description: str
     retrain: str  # the command that made it
+    #: False for a model whose weights medimg may not redistribute: it appears here with its recipe and becomes
+    #: usable once trained locally into its folder (``retrain``).
+    shipped: bool = True
+    note: str = ""
 
     @property
     def path(self) -> Path:
@@ -40,6 +44,23 @@ ZOO: dict[str, ZooEntry] = {
         retrain="make zoo-hippocampus  (= medimg train segment ../shared/data/hippocampus -o runs/hippocampus "
                 "--fold 0 --minutes 55 --iterations 100000 --set batch_size=4, then copy; see MODEL_CARD.md)",
     ),
+    "adrenalmnist3d": ZooEntry(
+        name="adrenalmnist3d", folder="adrenalmnist3d", task="classify",
+        description="3D ResNet-18: normal adrenal gland vs adrenal hyperplasia from 64^3 shape masks "
+                    "(AdrenalMNIST3D, CC BY 4.0); calibrated probability, uncertainty and Grad-CAM per volume",
+        retrain="make zoo-adrenal  (= medimg train classify ../shared/data/adrenalmnist3d/"
+                "adrenalmnist3d_64_trainval.npz --split train -o runs/cls/adrenal64 --fold 0 --minutes 15 "
+                "--seed 0, then copy; see MODEL_CARD.md)",
+    ),
+    "busi": ZooEntry(
+        name="busi", folder="busi", task="classify",
+        description="2D ResNet-18: benign / malignant / normal breast ultrasound (BUSI), 224 x 224",
+        retrain="make zoo-busi  (= medimg train classify ../shared/data/breast_ultrasound_busi -o runs/cls/busi_zoo "
+                "--fold 0 --minutes 15 --seed 0, then copy into the package folder)",
+        shipped=False,
+        note="weights are not shipped: the licence of the BUSI copy they would be trained on is not confirmed, "
+             "so train them locally with the command below",
+    ),
 }
 
 
@@ -53,8 +74,9 @@ def resolve_model(name_or_path: str | os.PathLike[str]) -> Path:
     if text in ZOO:
         entry = ZOO[text]
         if not entry.available:
-            raise ImageReadError("the shipped model has no weights in this installation", path=entry.path,
-                                 fix=f"retrain it: {entry.retrain}")
+            what = ("the shipped model has no weights in this installation" if entry.shipped else
+                    f"the '{entry.name}' model is not shipped ({entry.note})")
+            raise ImageReadError(what, path=entry.path, fix=f"train it: {entry.retrain}")
         return entry.path
     p = Path(text)
     if p.is_dir():

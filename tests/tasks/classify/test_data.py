@@ -285,6 +285,8 @@ def test_single_class(tmp_path):
     _png(tmp_path / "one" / "only" / "x.png", np.zeros((4, 4), np.uint8))
     with pytest.raises(ImageReadError, match="only one class"):
         open_classification_dataset(tmp_path / "one")
+    # samples to predict may all carry one known label
+    assert open_classification_dataset(tmp_path / "one", single_class_ok=True).class_names == ("only",)
     _png(tmp_path / "b.png", np.zeros((4, 4), np.uint8))
     _png(tmp_path / "c.png", np.zeros((4, 4), np.uint8))
     with pytest.raises(ImageReadError, match="only one class.*'benign' in column 'label'"):

@@ -234,3 +234,14 @@ def test_fold_all_with_separate_validation_data(adrenal_npz, tmp_path):
     bare = train_classification(adrenal_npz, tmp_path / "bare", _options(fold="all", iterations=1))
     assert "validation" not in bare and bare["temperature"] == 1.0
     assert load_classifier(tmp_path / "bare").temperatures == [1.0]
+
+
+def test_wall_clock_decides_when_no_iteration_count_is_given(adrenal_npz, tmp_path):
+    # The plan's iteration count is an estimate from an assumed speed; without --iterations the clock stops the run.
+    opts = _options(iterations=None, minutes=0.03, deterministic=False)
+    metrics = train_classification(adrenal_npz, tmp_path / "clock", opts)
+    assert metrics["budget"].startswith("wall clock (0.03 min")
+    assert metrics["stop_reason"] == "time budget of 0.03 min reached"
+    # An explicit count is a budget of its own (and a deterministic run ignores the clock).
+    counted = train_classification(adrenal_npz, tmp_path / "count", _options(iterations=2))
+    assert counted["budget"] == "2 iterations" and counted["iterations"] == 2

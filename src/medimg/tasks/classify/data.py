@@ -614,7 +614,7 @@ def _probe_all(paths: Sequence[Path], context: Sequence[str]) -> list[SampleHead
 
 
 def _open_folder(root: Path, splits: tuple[str, ...] | None, class_names: Sequence[str] | None,
-                 exclude: tuple[str, ...]) -> ClassificationDataset:
+                 exclude: tuple[str, ...], single_class_ok: bool = False) -> ClassificationDataset:
     subdirs = sorted(p for p in root.iterdir() if p.is_dir() and _visible(p))
     split_layout = bool(subdirs) and all(p.name.lower() in SPLIT_NAMES for p in subdirs)
     if split_layout:
@@ -684,7 +684,7 @@ def _open_folder(root: Path, splits: tuple[str, ...] | None, class_names: Sequen
     if excluded:
         logger.info("%s: %d files match the exclude patterns %s and are not samples", root, len(excluded), exclude)
     names = _class_order([c for c, _, _ in items], class_names, root, "class folders")
-    if len(names) < 2:
+    if len(names) < 2 and not single_class_ok:
         raise _single_class_error(root, "the folder holds one class folder", names)
     ids = [f"{split}/{c}/{p.name}" if split else f"{c}/{p.name}" for c, split, p in items]
     paths = [p for _, _, p in items]
@@ -873,7 +873,7 @@ def _label_values(values: Sequence[str], class_names: Sequence[str] | None, wher
 
 
 def _open_medmnist(path: Path, splits: tuple[str, ...] | None,
-                   class_names: Sequence[str] | None) -> ClassificationDataset:
+                   class_names: Sequence[str] | None, single_class_ok: bool = False) -> ClassificationDataset:
     store = _NpzStore(path)
     available = [s for s in _MEDMNIST_SPLITS if f"{s}_images" in store.headers]
     if not available or any(not k.startswith(_MEDMNIST_SPLITS) for k in store.headers):
@@ -962,7 +962,7 @@ def _open_medmnist(path: Path, splits: tuple[str, ...] | None,
                 raise InvalidParameterError("class_names do not cover the labels", path=path,
                                             parameter="class_names", expected=f"{n_classes} distinct names",
                                             found=names, fix="give one name per class id, class 0 first")
-        if len(names) < 2:
+        if len(names) < 2 and not single_class_ok:
             raise _single_class_error(path, "every label is 0", names)
     channels, dims = _check_consistency(path, headers, [f"{path}[{s.split}_images][{s.index}]" for s in samples])
     return ClassificationDataset(
@@ -978,6 +978,7 @@ def open_classification_dataset(
     label_columns: str | Sequence[str] | None = None,
     class_names: Sequence[str] | None = None,
     exclude: str | Sequence[str] | None = DEFAULT_EXCLUDE,
+    single_class_ok: bool = False,
 ) -> ClassificationDataset:
     """Open a classification dataset: a folder of class folders, a CSV file or a MedMNIST .npz.
 
@@ -992,6 +993,8 @@ def open_classification_dataset(
             MedMNIST's integer labels, a fixed order for a model). Integer CSV/MedMNIST labels index them.
         exclude: class folders only: file-name patterns (case-insensitive substrings) that are not samples;
             default ``("_mask",)``; ``()`` keeps every file.
+        single_class_ok: accept class folders / MedMNIST files that hold one class (samples to *predict* whose
+            labels are known); training data needs two classes or more (CSV files always do).
 
     Returns:
         The :class:`ClassificationDataset`.
@@ -1026,11 +1029,11 @@ def open_classification_dataset(
                                     expected="None for folders and .npz files", found=repr(label_columns),
                                     fix="leave label_columns out")
     if src.is_dir():
-        ds = _open_folder(src, splits, class_names, patterns)
+        ds = _open_folder(src, splits, class_names, patterns, single_class_ok)
     elif src.suffix.lower() in (".csv", ".tsv"):
         ds = _open_csv(src, splits, label_columns, class_names)
     elif src.suffix.lower() == ".npz":
-        ds = _open_medmnist(src, splits, class_names)
+        ds = _open_medmnist(src, splits, class_names, single_class_ok)
     else:
         raise ImageReadError(
             "unknown dataset layout", path=src, expected="a folder of class folders, a .csv/.tsv file or a MedMNIST "

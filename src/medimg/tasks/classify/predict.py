@@ -433,7 +433,7 @@ def open_prediction_inputs(source: str | os.PathLike[str], *, split: str | Seque
                 have = {k[: -len("_images")] for k in _NpzStore(src).headers if k.endswith("_images")}
                 split = "test" if "test" in have else "val" if "val" in have else "train"
                 logger.info("%s: predicting the '%s' split", src, split)
-            return _from_dataset(open_classification_dataset(src, split=split))
+            return _from_dataset(open_classification_dataset(src, split=split, single_class_ok=True))
         if split is not None:
             raise InvalidParameterError("--split applies to CSV files, MedMNIST .npz files and split folders",
                                         parameter="--split", expected="no --split for a single image",
@@ -465,7 +465,7 @@ def open_prediction_inputs(source: str | os.PathLike[str], *, split: str | Seque
                          None)
             if split:
                 logger.info("%s: predicting the '%s' split folder", src, split)
-        return _from_dataset(open_classification_dataset(src, split=split))
+        return _from_dataset(open_classification_dataset(src, split=split, single_class_ok=True))
     if split is not None:
         raise InvalidParameterError("--split applies to CSV files, MedMNIST .npz files and split folders",
                                     parameter="--split", expected="no --split for a flat folder", found=repr(split),

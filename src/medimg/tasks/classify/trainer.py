@@ -57,6 +57,9 @@ from medimg.train.precision import bf16_conv3d_hazards
 
 logger = logging.getLogger(__name__)
 
+_LOSS_LABELS = {"ce": "cross-entropy", "weighted_ce": "weighted cross-entropy", "bce": "binary cross-entropy",
+                "weighted_bce": "weighted binary cross-entropy"}
+
 __all__ = [
     "ClassifyTrainOptions",
     "train_classification",
@@ -80,7 +83,8 @@ class ClassifyTrainOptions:
         fold: a fold number, or "all" to train on every sample (validated on ``val_data`` if given, else not).
         n_folds: cross-validation folds; None: the plan's choice (5, fewer when a class is small).
         minutes: wall-clock budget per fold (also sizes the plan); None: the plan's 30 minutes.
-        iterations: iteration budget (the first budget reached stops training); None: what fits in ``minutes``.
+        iterations: iteration budget (the first budget reached stops training); None: the wall clock decides
+            (``minutes``; the plan's iteration count is only its estimate), or the plan's count when deterministic.
         seed: the one seed of the run.
         overrides: plan field -> value pairs, e.g. ``(("model_width", 8), ("input_size", [16, 16, 16]))``.
         split: dataset split(s) to train on, e.g. "train" for MedMNIST; None: every split except "test".
@@ -656,19 +660,25 @@ def train_classification(data: str | os.PathLike[str], out_dir: str | os.PathLik
         LogCallback(label=f"train {fold_name}"), *callbacks,
         CheckpointCallback(ckpt_path, model, optimizer, every_s=300,
                            extra=lambda: {"fold": fold_name, "seeds": seeds}),
-        CurveCallback(fold_dir / "training_curve.png", fold_dir / "training_log.json"),
+        CurveCallback(fold_dir / "training_curve.png", fold_dir / "training_log.json",
+                      loss_label=_LOSS_LABELS.get(plan.loss, plan.loss)),
     ]
     hazards = bf16_conv3d_hazards(model, (plan.in_channels, *plan.input_size)) if plan.dims == 3 else []
     autocast_bf16 = not hazards
     if hazards:
         logger.warning("training in float32: %d 3D convolutions see a depth below their kernel (e.g. depth %d, "
                        "kernel %d), where PyTorch's CPU bf16 weight gradient is wrong", len(hazards), *hazards[0])
+    # The plan's iteration count is an estimate from an assumed throughput; unless the user fixed it (or asked for
+    # a repeatable run), the wall-clock budget decides, so a fast machine is not left idle.
+    clock_governs = (options.iterations is None and "iterations" not in dict(options.overrides)
+                     and not options.deterministic)
+    max_iterations = None if clock_governs else int(plan.iterations)
     previous_deterministic = torch.are_deterministic_algorithms_enabled()
     t0 = time.perf_counter()
     try:
         if options.deterministic:
             torch.use_deterministic_algorithms(True)
-        state = train_loop(model, optimizer, batches, classification_loss(plan), max_iterations=plan.iterations,
+        state = train_loop(model, optimizer, batches, classification_loss(plan), max_iterations=max_iterations,
                            lr_at=lr_at, minutes=None if options.deterministic else plan.minutes, state=state,
                            callbacks=loop_callbacks, transform=augmenter, autocast_bf16=autocast_bf16)
     finally:
@@ -683,6 +693,8 @@ def train_classification(data: str | os.PathLike[str], out_dir: str | os.PathLik
         "n_val": len(val_pos), "iterations": state.iteration, "batch_size": batch_size,
         "training_minutes": round(state.elapsed_s / 60, 3), "stop_reason": state.stop_reason,
         "wall_minutes_this_run": round(train_s / 60, 3), "threads": torch.get_num_threads(),
+        "budget": (f"wall clock ({plan.minutes:g} min; the plan estimated {plan.iterations} iterations)"
+                   if clock_governs else f"{plan.iterations} iterations"),
         "seed": plan.seed, "seeds": seeds, "deterministic": bool(options.deterministic),
         "loss": plan.loss, "sampling": plan.sampling, "preprocessed_gb": round(data_gb, 4),
         "autocast_bf16": autocast_bf16, "bf16_conv3d_hazards": len(hazards),
