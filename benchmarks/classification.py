@@ -168,45 +168,58 @@ def explanation_checks(net: Any, x: np.ndarray, *, seed: int = 0) -> dict[str, A
     }
 
 
-def evaluate_model(model_dir: Path, inputs: Any, *, explain_n: int = 16, tta: bool = True) -> dict[str, Any]:
-    """Held-out metrics of a model folder (fold 0 and any other trained folds, averaged) on ``inputs``."""
+def _as_logits(p: np.ndarray, multilabel: bool) -> np.ndarray:
+    p = np.clip(p, 1e-12, 1 - 1e-12)
+    return np.log(p / (1 - p)) if multilabel else np.log(p)
+
+
+def evaluate_model(model_dir: Path, inputs: Any, *, folds: list[str] | None = None, explain_n: int = 16,
+                   tta: bool = True) -> dict[str, Any]:
+    """Held-out metrics of a model folder on ``inputs``: one fold, or the ensemble of several (mean probability)."""
     import torch
 
+    from medimg.explain.calibration import apply_temperature
     from medimg.explain.uncertainty import uncertainty_auroc
     from medimg.plans.classify_plan import preprocess_sample
     from medimg.tasks.classify.predict import load_classifier, network_logits, predict_samples
     from medimg.tasks.classify.trainer import validation_metrics
 
-    model = load_classifier(model_dir)
+    model = load_classifier(model_dir, folds=folds)
     plan = model.plan
+    multilabel = plan.task == "multilabel"
     names = list(plan.class_names)
     labels = np.array([names.index(str(lab)) for lab in inputs.labels])
     t0 = time.perf_counter()
     x = np.stack([preprocess_sample(inputs.load_image(i).voxels, plan) for i in range(len(inputs))])
     prep_s = time.perf_counter() - t0
-    logits, temps = [], []
+    before, after = [], []
     t0 = time.perf_counter()
     for net, t in zip(model.networks, model.temperatures):
-        logits.append(network_logits(net, x, batch_size=16))
-        temps.append(t)
+        z = network_logits(net, x, batch_size=16)
+        before.append(apply_temperature(z, 1.0, multilabel=multilabel))
+        after.append(apply_temperature(z, t, multilabel=multilabel))
     infer_s = time.perf_counter() - t0
-    # one fold per model here; with several, the mean logit and mean temperature summarise them
-    z = np.mean(logits, axis=0)
-    temperature = float(np.mean(temps))
-    m = validation_metrics(labels, z, task=plan.task, class_names=names, temperature=temperature)
+    # the ensemble's probability is the mean over folds (as medimg predict does); a single fold is itself
+    kw = dict(task=plan.task, class_names=names)
+    m_after = validation_metrics(labels, _as_logits(np.mean(after, axis=0), multilabel), **kw)
+    m_before = validation_metrics(labels, _as_logits(np.mean(before, axis=0), multilabel), **kw)
     keep = ("auc_macro", "auc_per_class", "accuracy", "balanced_accuracy", "confusion_matrix", "per_class",
-            "ece_before", "ece_after", "brier_before", "brier_after", "log_loss_before", "log_loss_after",
             "uncertainty_auroc")
-    out: dict[str, Any] = {k: m[k] for k in keep if k in m}
-    out.update(model=str(model_dir), folds=model.folds, temperature=round(temperature, 4), n=int(len(labels)),
-               class_counts={n: int((labels == k).sum()) for k, n in enumerate(names)},
+    out: dict[str, Any] = {k: m_after[k] for k in keep if k in m_after}
+    for k in ("ece", "brier", "log_loss"):
+        out[f"{k}_before"], out[f"{k}_after"] = m_before[f"{k}_before"], m_after[f"{k}_before"]
+    out["auc_macro_before"] = m_before["auc_macro"]
+    out.update(model=str(model_dir), folds=model.folds, temperatures=[round(t, 4) for t in model.temperatures],
+               n=int(len(labels)), class_counts={n: int((labels == k).sum()) for k, n in enumerate(names)},
                network=f"{plan.model} width {plan.model_width} ({plan.dims}D, {plan.stem} stem)",
                input_size=list(plan.input_size), preprocess_s=round(prep_s, 3),
                images_per_s_network=round(len(labels) / infer_s, 1))
-    train_metrics = json.loads((model_dir / model.folds[0] / "metrics.json").read_text())
-    out["training"] = {k: train_metrics.get(k) for k in ("n_train", "n_val", "iterations", "training_minutes",
-                                                         "batch_size", "autocast_bf16", "loss", "sampling",
-                                                         "stop_reason")}
+    out["training"] = []
+    for fold in model.folds:
+        tm = json.loads((model_dir / fold / "metrics.json").read_text())
+        out["training"].append({k: tm.get(k) for k in ("fold", "n_train", "n_val", "iterations", "training_minutes",
+                                                       "batch_size", "autocast_bf16", "loss", "sampling",
+                                                       "stop_reason")})
     if tta:
         t0 = time.perf_counter()
         preds = predict_samples(model, inputs, uncertainty="tta", explain="none")
@@ -246,8 +259,14 @@ def adrenal(args: argparse.Namespace) -> None:
     inputs = open_prediction_inputs(npz, split="val")
     rows = {}
     for m in args.models:
-        print(f"evaluating {m} on the val split ({len(inputs)} volumes)")
-        rows[Path(m).name] = evaluate_model(Path(m), inputs, explain_n=args.explain_n)
+        folds = sorted(p.parent.name for p in Path(m).glob("fold_*/model.pt"))
+        print(f"evaluating {m} ({', '.join(folds)}) on the val split ({len(inputs)} volumes)")
+        if len(folds) > 1:
+            for fold in folds:
+                rows[f"{Path(m).name}/{fold}"] = evaluate_model(Path(m), inputs, folds=[fold], explain_n=0, tta=False)
+            rows[f"{Path(m).name}/ensemble"] = evaluate_model(Path(m), inputs, explain_n=args.explain_n)
+        else:
+            rows[Path(m).name] = evaluate_model(Path(m), inputs, explain_n=args.explain_n)
     _write_section("adrenalmnist3d", {
         "data": str(npz.relative_to(DATA)), "train": "fold 0 of 5 of the official train split (seeded, stratified)",
         "calibration": "the fold's 238 validation volumes", "evaluation": "official val split (never trained on)",

@@ -134,7 +134,60 @@ def segmentation_table(data: dict) -> str:
     return "\n".join(lines)
 
 
-TABLES = {"io": io_table, "metrics": metrics_table, "segmentation": segmentation_table, "classical": classical_table}
+def _f(v, digits: int = 3) -> str:
+    return "n/a" if v is None else f"{v:.{digits}f}"
+
+
+def _model_rows(models: dict) -> list[str]:
+    lines = ["| model | network | folds | train min | AUC (macro) | ACC | balanced ACC | ECE before -> after "
+             "| uncertainty AUROC (entropy / TTA MI) | Grad-CAM rand. Spearman (all layers) | deletion AUC Grad-CAM "
+             "/ random |",
+             "|---|---|---|---:|---:|---:|---:|---|---|---:|---|"]
+    for name, r in models.items():
+        e = r.get("explanation", {})
+        minutes = sum(t["training_minutes"] or 0 for t in r["training"])
+        unc = f"{_f(r.get('uncertainty_auroc'))} / {_f(r.get('tta_uncertainty_auroc_mutual_information'))}"
+        lines.append(
+            f"| {name} | {r['network']} {'x'.join(map(str, r['input_size']))} | {len(r['folds'])} | {minutes:.1f} | "
+            f"{_f(r['auc_macro'])} | {_f(r['accuracy'])} | {_f(r['balanced_accuracy'])} | "
+            f"{_f(r['ece_before'])} -> {_f(r['ece_after'])} | {unc} | "
+            f"{_f(e.get('randomisation_final_spearman'), 2) if e else ''} | "
+            f"{(_f(e['deletion_auc_gradcam']) + ' / ' + _f(e['deletion_auc_random'])) if e else ''} |")
+    return lines
+
+
+def classification_table(data: dict) -> str:
+    """benchmarks/classification.py: one table per data set, then the speed table."""
+    out = []
+    for key, title in (("adrenalmnist3d", "AdrenalMNIST3D, official val split (98 volumes: 76 normal, 22 "
+                        "hyperplasia)"), ("busi", "BUSI, seeded held-out 20 % (benchmarks/splits/busi_split.json)")):
+        if key in data:
+            out += [f"**{title}**", "", *_model_rows(data[key]["models"]), ""]
+    if "mri_sequence" in data:
+        r = data["mri_sequence"]["model"]
+        out += ["**MRI sequence type, one study: slices 11-21 of each series (44 slices)**", "",
+                *_model_rows({"mri": r}), "",
+                f"Series-level decision (mean probability over the 11 held-out slices): {r['series_correct']} of 4 "
+                "series right: " + ", ".join(f"{k} -> {v['pred']}" for k, v in r["series_decision"].items()), ""]
+    if "speed" in data:
+        sp = data["speed"]
+        out += ["**Inference speed** (" + sp["note"] + ")", "",
+                "| model | input | batch | parameters (M) | fp32 images/s | bf16 images/s | bf16 speed-up |",
+                "|---|---|---:|---:|---:|---:|---:|"]
+        for r in sp["rows"]:
+            out.append(f"| {r['model']} ({r['dims']}D) | {r['input']} | {r['batch']} | {r['parameters_m']} | "
+                       f"{r['fp32_images_per_s']} | {r['bf16_images_per_s']} | {r['bf16_speedup']} |")
+        peers = [p for p in sp["peers"] if "peer" in p]
+        if peers:
+            out += ["", "| peer (same input, random weights) | fp32 images/s | bf16 images/s | medimg / peer fp32 "
+                    "| medimg / peer bf16 |", "|---|---:|---:|---:|---:|"]
+            out += [f"| {p['peer']} | {p['fp32_images_per_s']} | {p['bf16_images_per_s']} | {p['medimg_fp32_ratio']} "
+                    f"| {p['medimg_bf16_ratio']} |" for p in peers]
+    return "\n".join(out)
+
+
+TABLES = {"io": io_table, "classification": classification_table, "metrics": metrics_table,
+          "segmentation": segmentation_table, "classical": classical_table}
 
 
 def main() -> None:

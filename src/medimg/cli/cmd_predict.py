@@ -152,6 +152,7 @@ def _run_classify(args: argparse.Namespace, model_dir: Path) -> int:
         load_classifier,
         open_prediction_inputs,
         predict_samples,
+        prediction_metrics,
         write_predictions,
     )
 
@@ -189,6 +190,11 @@ def _run_classify(args: argparse.Namespace, model_dir: Path) -> int:
         "input": str(args.input)})
     if not args.quiet:
         print_predictions(preds)
+        metrics = prediction_metrics(preds)
+        if metrics is not None:
+            auc = "n/a" if metrics["auc_macro"] is None else f"{metrics['auc_macro']:.4f}"
+            print(f"known labels of all {metrics['n']} samples: AUC {auc}, accuracy {metrics['accuracy']:.4f}, "
+                  f"balanced accuracy {metrics['balanced_accuracy']:.4f}, ECE {metrics['ece']:.4f} (metrics.json)")
         print(f"wrote {args.output} (predictions.csv, predictions.json"
               f"{', explain/' if preds and preds[0].saliency is not None else ''}; {model.name}, folds "
               f"{', '.join(model.folds)})")

@@ -48,6 +48,9 @@ def test_predict_by_zoo_name_writes_map_and_montage(val_inputs, tmp_path, capsys
     rows = (out / "predictions.csv").read_text().splitlines()
     assert rows[0].startswith("id,prob_0,prob_1,pred,entropy,mutual_information") and len(rows) == 3
     assert len(list((out / "explain").glob("*.png"))) == 2 and len(list((out / "explain").glob("*.nii.gz"))) == 2
+    metrics = json.loads((out / "metrics.json").read_text())  # the labels are known: scored like a validation
+    assert metrics["n"] == 2 and 0 <= metrics["accuracy"] <= 1 and "ece" in metrics
+    assert "known labels of all 2 samples" in capsys.readouterr().out
 
 
 def test_models_lists_the_unshipped_busi_model_with_its_recipe(capsys):

@@ -43,6 +43,7 @@ from medimg.tasks.classify.predict import (
     network_logits,
     open_prediction_inputs,
     predict_samples,
+    prediction_metrics,
     safe_file_stem,
     write_predictions,
 )
@@ -82,4 +83,5 @@ __all__ = [
     "map_to_input",
     "safe_file_stem",
     "write_predictions",
+    "prediction_metrics",
 ]

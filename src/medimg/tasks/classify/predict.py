@@ -52,6 +52,7 @@ __all__ = [
     "map_to_input",
     "safe_file_stem",
     "write_predictions",
+    "prediction_metrics",
 ]
 
 #: Values of ``uncertainty=`` in :func:`predict_samples`.
@@ -954,6 +955,59 @@ def _fmt_label(value: Any) -> str:
     return ";".join(value) if isinstance(value, list) else str(value)
 
 
+def prediction_metrics(preds: Sequence[ClassPrediction]) -> dict[str, Any] | None:
+    """Metrics of predictions whose true labels are known, or None when some sample has no label (or one the model
+    does not know).
+
+    The calibrated ``probabilities`` are scored: AUC (macro and per class), accuracy, balanced accuracy, confusion
+    matrix, per-class sensitivity/specificity, ECE, Brier score and log loss (as :func:`validation_metrics`
+    computes them), and the AUROC of the entropy and of the mutual information for telling the errors from the
+    correct decisions (None when all decisions are right or all wrong).
+
+    Example:
+        >>> p = [ClassPrediction(id=str(i), class_names=("a", "b"), task="binary", probabilities=np.array(q),
+        ...                      pred="ab"[int(q[1] > 0.5)], entropy=e, mutual_information=0.0,
+        ...                      uncertainty_method="tta", n_samples=4, label=lab)
+        ...      for i, (q, e, lab) in enumerate([([0.9, 0.1], 0.3, "a"), ([0.2, 0.8], 0.5, "b"),
+        ...                                       ([0.6, 0.4], 0.7, "b")])]
+        >>> m = prediction_metrics(p)
+        >>> m["n"], round(m["accuracy"], 3), m["auc_macro"], m["uncertainty_auroc_entropy"]
+        (3, 0.667, 1.0, 1.0)
+    """
+    from medimg.explain.uncertainty import uncertainty_auroc
+    from medimg.tasks.classify.trainer import validation_metrics
+
+    if not preds or any(p.label is None for p in preds):
+        return None
+    names = [str(n) for n in preds[0].class_names]
+    task = preds[0].task
+    probs = np.clip(np.stack([np.asarray(p.probabilities, np.float64) for p in preds]), 1e-12, 1 - 1e-12)
+    if task == "multilabel":
+        if any(str(lab) not in names for p in preds for lab in p.label):
+            return None
+        y = np.array([[int(n in [str(v) for v in p.label]) for n in names] for p in preds])
+        logits = np.log(probs / (1 - probs))
+        correct = (probs >= 0.5).astype(int) == y
+        correct = correct.all(axis=1)
+    else:
+        if any(str(p.label) not in names for p in preds):
+            return None
+        y = np.array([names.index(str(p.label)) for p in preds])
+        logits = np.log(probs)
+        correct = probs.argmax(axis=1) == y
+    m = validation_metrics(y, logits, task=task, class_names=names)
+    out: dict[str, Any] = {"n": len(preds), "probabilities": "calibrated (as reported per sample)"}
+    for key, value in m.items():
+        if key.endswith("_after") or key == "uncertainty_auroc":
+            continue
+        out[key[: -len("_before")] if key.endswith("_before") else key] = value
+    for what in ("entropy", "mutual_information"):
+        score = [getattr(p, what) for p in preds]
+        out[f"uncertainty_auroc_{what}"] = (
+            float(uncertainty_auroc(score, correct)) if 0 < int(correct.sum()) < len(correct) else None)
+    return out
+
+
 def write_predictions(preds: Sequence[ClassPrediction], out_dir: str | os.PathLike[str], *, images: Any = None,
                       inputs: Sequence[str | os.PathLike[str]] = (),
                       metadata: Mapping[str, Any] | None = None) -> Path:
@@ -962,7 +1016,8 @@ def write_predictions(preds: Sequence[ClassPrediction], out_dir: str | os.PathLi
     Files: ``predictions.csv`` with columns ``id``, ``prob_<class>`` per class, ``pred`` (multi-label: the
     positive labels joined by ``;``), ``entropy``, ``mutual_information`` (nats), and ``label`` when some sample
     has a known label; ``predictions.json`` with the same plus the methods, per-label uncertainty and the
-    explanation files; for each sample with a saliency map ``explain/<stem>.png`` (2D: overlay on the image; 3D:
+    explanation files; ``metrics.json`` when every sample has a known label (:func:`prediction_metrics`); for each
+    sample with a saliency map ``explain/<stem>.png`` (2D: overlay on the image; 3D:
     montage of the 6 most salient slices) and ``explain/<stem>.nii.gz`` (the map; on the image's grid and
     geometry when ``images`` are given, else on the network's input grid with 1 mm spacing). Stems come from
     :func:`safe_file_stem`, made unique with ``_2``, ``_3`` ...
@@ -1022,5 +1077,8 @@ def write_predictions(preds: Sequence[ClassPrediction], out_dir: str | os.PathLi
             "entropy_units": "nats", **dict(metadata or {}), "predictions": records,
         }
         (tmp / "predictions.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+        metrics = prediction_metrics(preds)
+        if metrics is not None:
+            (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
     logger.info("wrote %d predictions to %s", len(preds), out)
     return out
