@@ -140,19 +140,21 @@ def _f(v, digits: int = 3) -> str:
 
 def _model_rows(models: dict) -> list[str]:
     lines = ["| model | network | folds | train min | AUC (macro) | ACC | balanced ACC | ECE before -> after "
-             "| uncertainty AUROC (entropy / TTA MI) | Grad-CAM rand. Spearman (all layers) | deletion AUC Grad-CAM "
-             "/ random |",
-             "|---|---|---|---:|---:|---:|---:|---|---|---:|---|"]
+             "| uncertainty AUROC (entropy / TTA MI) | Grad-CAM rand. Spearman: head / all layers "
+             "| deletion AUC Grad-CAM / random | images/s (network, bf16) |",
+             "|---|---|---|---:|---:|---:|---:|---|---|---:|---|---:|"]
     for name, r in models.items():
         e = r.get("explanation", {})
         minutes = sum(t["training_minutes"] or 0 for t in r["training"])
         unc = f"{_f(r.get('uncertainty_auroc'))} / {_f(r.get('tta_uncertainty_auroc_mutual_information'))}"
+        rnd = f"{_f(e['randomisation_spearman'][0], 2)} / {_f(e['randomisation_final_spearman'], 2)}" if e else ""
         lines.append(
             f"| {name} | {r['network']} {'x'.join(map(str, r['input_size']))} | {len(r['folds'])} | {minutes:.1f} | "
             f"{_f(r['auc_macro'])} | {_f(r['accuracy'])} | {_f(r['balanced_accuracy'])} | "
             f"{_f(r['ece_before'])} -> {_f(r['ece_after'])} | {unc} | "
-            f"{_f(e.get('randomisation_final_spearman'), 2) if e else ''} | "
-            f"{(_f(e['deletion_auc_gradcam']) + ' / ' + _f(e['deletion_auc_random'])) if e else ''} |")
+            f"{rnd} | "
+            f"{(_f(e['deletion_auc_gradcam']) + ' / ' + _f(e['deletion_auc_random'])) if e else ''} | "
+            f"{r['images_per_s_network']:.0f} |")
     return lines
 
 

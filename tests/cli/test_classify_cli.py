@@ -17,7 +17,7 @@ from PIL import Image as PILImage
 from medimg.cli.main import main
 from medimg.core.image import Image
 from medimg.io import write
-from medimg.testing import require_data
+from medimg.testing import one_line_error, require_data
 
 TINY = ["--set", "input_size=[16,16,16]", "--set", "model_width=8", "--set", "batch_size=4"]
 
@@ -44,13 +44,7 @@ def model_dir(adrenal_npz, tmp_path_factory) -> Path:
 
 
 def _one_line_error(capsys, *words: str) -> str:
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1, err
-    assert "Traceback" not in err and "internal error" not in err, err
-    for w in words:
-        assert w in err, (w, err)
-    return err
-
+    return one_line_error(capsys.readouterr().err, *words)
 
 def test_train_classify_prints_validation_and_writes_the_folder(adrenal_npz, tmp_path, capsys):
     out = tmp_path / "m"

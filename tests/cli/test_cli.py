@@ -6,18 +6,13 @@ import numpy as np
 import pytest
 
 from medimg.cli.main import main
-from medimg.testing import require_data
+from medimg.testing import one_line_error, require_data
 
 CT_DICOM = ("ct_mr_samples_totalsegmentator", "tests", "reference_files", "example_ct_dicom")
 
 
 def _one_line_error(capsys):
-    err = capsys.readouterr().err.strip()
-    assert err, "expected an error message on stderr"
-    assert "Traceback" not in err
-    assert len(err.splitlines()) == 1, err
-    return err
-
+    return one_line_error(capsys.readouterr().err)
 
 def test_help_is_light():
     code = (

@@ -6,17 +6,13 @@ import SimpleITK as sitk
 
 from medimg.cli.main import main
 from medimg.io.sitk_bridge import to_sitk
-from medimg.testing import label_phantom, phantom, require_data
+from medimg.testing import label_phantom, one_line_error, phantom, require_data
 
 CT = ("ct_mr_samples_totalsegmentator", "tests", "reference_files", "example_ct_sm.nii.gz")
 
 
 def _one_line_error(capsys):
-    err = capsys.readouterr().err.strip()
-    assert err and "Traceback" not in err
-    assert len(err.splitlines()) == 1, err
-    return err
-
+    return one_line_error(capsys.readouterr().err)
 
 @pytest.fixture()
 def phantom_file(tmp_path):
