@@ -64,10 +64,14 @@ def add_parser(subparsers, *, parents, help: str) -> None:  # noqa: A002
                    help="repeatable run: deterministic algorithms, only the iteration budget stops training")
     c.add_argument("--max-data-gb", type=float, default=4.0,
                    help="limit of the preprocessed samples held in memory (default 4)")
+    c.add_argument("--init", default=None, metavar="MODEL",
+                   help="transfer learning: start from a classification model trained by medimg (folder or shipped "
+                   "name, e.g. adrenalmnist3d); its network is reused, the head is new when the classes differ")
 
 _SEGMENT_ONLY = {"cascade": None, "validate_every": None, "validate_cases": None, "foreground_only": False,
                  "cache": None}
-_CLASSIFY_ONLY = {"split": None, "val": None, "val_split": None, "deterministic": False, "max_data_gb": 4.0}
+_CLASSIFY_ONLY = {"split": None, "val": None, "val_split": None, "deterministic": False, "max_data_gb": 4.0,
+                  "init": None}
 
 
 def _overrides(items: list[str]) -> tuple[tuple[str, object], ...]:
@@ -152,7 +156,7 @@ def _run_classify(args: argparse.Namespace) -> int:
         fold=fold, n_folds=args.folds, minutes=args.minutes, iterations=args.iterations, seed=args.seed,
         overrides=_overrides(args.set), split=split[0] if split and len(split) == 1 else split, val_data=args.val,
         val_split=args.val_split, threads=args.threads, resume=args.resume, group_by=args.group_by,
-        deterministic=args.deterministic, max_data_gb=args.max_data_gb)
+        deterministic=args.deterministic, max_data_gb=args.max_data_gb, init_from=args.init)
     label = f"train fold_{fold}"
     metrics = train_classification(args.dataset, args.out, options,
                                    callbacks=() if args.quiet else (TrainProgress(label=label),))

@@ -258,3 +258,23 @@ def test_3d_model_family_trains_and_predicts_on_real_volumes(name, adrenal_npz, 
     preds = predict_samples(model, open_prediction_inputs(adrenal_npz, split="val"), uncertainty="tta", n_samples=2)
     assert len(preds) == 8 and all(abs(p.probabilities.sum() - 1) < 1e-5 for p in preds)
     assert all(p.saliency is not None and p.saliency.shape == (16, 16, 16) for p in preds)
+
+
+def test_transfer_from_our_own_shipped_model(adrenal_npz, tmp_path):
+    from medimg.zoo import ZOO
+
+    if not ZOO["adrenalmnist3d"].available:
+        pytest.skip("shipped AdrenalMNIST3D model missing")
+    opts = _options(iterations=1, overrides=(("input_size", [16, 16, 16]), ("batch_size", 4)),
+                    init_from="adrenalmnist3d")
+    metrics = train_classification(adrenal_npz, tmp_path / "tl", opts)
+    assert metrics["init_from"] == {"model": "adrenalmnist3d/fold_0", "fraction_loaded": 1.0, "kept_fresh": []}
+    plan = json.loads((tmp_path / "tl" / "plan.json").read_text())
+    assert (plan["model"], plan["model_width"], plan["stem"]) == ("resnet18", 16, "imagenet")  # taken from it
+    # a segmentation model, or a 3D model for 2D data, is refused before anything is written
+    with pytest.raises(InvalidParameterError, match="not a classification model"):
+        train_classification(adrenal_npz, tmp_path / "bad", _options(init_from="hippocampus"))
+    with pytest.raises(InvalidParameterError, match="the network does not match|does not match the plan"):
+        train_classification(adrenal_npz, tmp_path / "bad", _options(init_from="adrenalmnist3d",
+                                                                     overrides=TINY_3D + (("model", "vgg16"),)))
+    assert not (tmp_path / "bad").exists()

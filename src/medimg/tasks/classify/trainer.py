@@ -38,6 +38,7 @@ make the learning-rate schedule depend on timing).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
 import math
@@ -68,6 +69,9 @@ __all__ = [
     "validation_metrics",
     "bf16_conv3d_hazards",
     "PLAN_NETWORK_FIELDS",
+    "TRANSFER_FIELDS",
+    "pretrained_classifier",
+    "transfer_weights",
 ]
 
 #: Plan fields that decide the weights' shapes or the preprocessing: they may not change once a fold is trained.
@@ -97,6 +101,10 @@ class ClassifyTrainOptions:
             None: the CSV ``group``/``patient`` column when the dataset has one, else one group per sample.
         deterministic: repeatable run (see the module docstring); ignores the wall-clock budget.
         max_data_gb: limit of the preprocessed samples kept in memory.
+        init_from: start from the weights of a trained classification model (folder or shipped name) of the same
+            dimensionality: its network settings (:data:`TRANSFER_FIELDS`) are taken into the plan unless
+            overridden, every matching tensor is loaded, the head is new when the classes differ. Only models
+            trained by medimg: nothing is downloaded.
     """
 
     fold: int | str = 0
@@ -113,6 +121,70 @@ class ClassifyTrainOptions:
     group_by: str | None = None
     deterministic: bool = False
     max_data_gb: float = 4.0
+    init_from: str | os.PathLike[str] | None = None
+
+
+# ---- transfer from our own models --------------------------------------------------------------------------------
+#: Plan fields copied from the model named by ``init_from`` unless overridden: the network must match to transfer.
+TRANSFER_FIELDS = ("model", "model_width", "stem", "se")
+
+
+def pretrained_classifier(source: str | os.PathLike[str], dims: int) -> tuple[dict[str, torch.Tensor], Any, str]:
+    """The weights, plan and name of a trained classification model to start from (a folder or a zoo name).
+
+    The fold ``fold_all`` is taken when it exists, else the lowest fold. Only models trained by medimg are
+    accepted: nothing is downloaded.
+
+    Raises:
+        InvalidParameterError: not a classification model folder, no trained fold, or another dimensionality.
+    """
+    from medimg.plans.classify_plan import ClassifyPlan
+    from medimg.tasks.classify.predict import is_classification_model
+    from medimg.zoo import resolve_model
+
+    root = resolve_model(source)
+    if not is_classification_model(root):
+        raise InvalidParameterError("not a classification model folder", path=root, parameter="--init",
+                                    expected="a folder written by `medimg train classify` (plan.json, fold_*/model.pt)"
+                                    " or a shipped classifier name", found="no classification plan",
+                                    fix="give a trained classification model (see `medimg models`)")
+    files = sorted(root.glob("fold_*/model.pt"))
+    if not files:
+        raise InvalidParameterError("the model has no trained fold", path=root, parameter="--init",
+                                    expected="fold_*/model.pt", found="none", fix="train it first")
+    chosen = next((f for f in files if f.parent.name == "fold_all"), files[0])
+    plan = ClassifyPlan.load(root / "plan.json")
+    if int(plan.dims) != int(dims):
+        raise InvalidParameterError("the starting model has another dimensionality", path=root, parameter="--init",
+                                    expected=f"a {dims}D classifier", found=f"a {plan.dims}D classifier",
+                                    fix="start from a model trained on data of the same dimensionality")
+    state = torch.load(chosen, map_location="cpu", weights_only=True)
+    return state, plan, f"{root.name}/{chosen.parent.name}"
+
+
+def transfer_weights(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """Copy every tensor of ``state`` whose name and shape match ``model`` (cast to the model's dtype).
+
+    The rest keeps its fresh initialisation: typically the head when the classes differ and the first convolution
+    when the channel count differs. Returns ``loaded``/``kept_fresh`` tensor names and ``fraction`` (share of the
+    model's parameter elements that were loaded).
+
+    Example:
+        >>> from medimg.models import ClassifierSpec, build_classifier
+        >>> src = build_classifier(ClassifierSpec(name="resnet18", dims=2, width=4, n_classes=3))
+        >>> dst = build_classifier(ClassifierSpec(name="resnet18", dims=2, width=4, n_classes=2))
+        >>> report = transfer_weights(dst, src.state_dict())
+        >>> report["kept_fresh"], report["fraction"] > 0.9
+        (['head.fc.bias', 'head.fc.weight'], True)
+    """
+    own = model.state_dict()
+    take = {k: v.to(own[k].dtype) for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
+    model.load_state_dict(take, strict=False)
+    params = dict(model.named_parameters())
+    total = sum(p.numel() for p in params.values())
+    loaded = sum(params[k].numel() for k in take if k in params)
+    return {"loaded": sorted(take), "kept_fresh": sorted(k for k in own if k not in take),
+            "fraction": loaded / max(total, 1)}
 
 
 # ---- splits -----------------------------------------------------------------------------------------------------
@@ -595,7 +667,23 @@ def train_classification(data: str | os.PathLike[str], out_dir: str | os.PathLik
                 found=f"a {val_ds.dims}D {val_ds.task} dataset with classes {list(val_ds.class_names)}",
                 fix="give validation data with the same classes and dimensionality")
         _verify(val_ds, "validation data")
+    pretrained = None
+    if options.init_from is not None:
+        state_dict, source_plan, source_name = pretrained_classifier(options.init_from, ds.dims)
+        given = {k for k, _ in options.overrides}
+        copied = tuple((f, getattr(source_plan, f)) for f in TRANSFER_FIELDS if f not in given)
+        options = dataclasses.replace(options, overrides=tuple(options.overrides) + copied)
+        pretrained = (state_dict, source_name)
     plan = _plan(ds, out, options)
+    if pretrained is not None:  # check the match before anything is written
+        probe = build_classifier(ClassifierSpec(**plan.network_kwargs()))
+        match = transfer_weights(probe, pretrained[0])
+        if match["fraction"] < 0.5:
+            raise InvalidParameterError(
+                "the starting model's network does not match the plan", parameter="--init",
+                expected="the same network (model, width, stem, SE) for at least half of the weights",
+                found=f"{match['fraction']:.0%} of the weights of {pretrained[1]} fit",
+                fix="drop the --set overrides of model/model_width/stem/se, or start from another model")
     multilabel = plan.task == "multilabel"
     new_splits = None
     if options.fold == "all":
@@ -641,6 +729,11 @@ def train_classification(data: str | os.PathLike[str], out_dir: str | os.PathLik
     seeds = _derived_seeds(plan.seed, fold_index)
     torch.manual_seed(seeds["init"])
     model = build_classifier(ClassifierSpec(**plan.network_kwargs()))
+    transfer = None
+    if pretrained is not None and not options.resume:
+        transfer = transfer_weights(model, pretrained[0])
+        logger.info("started from %s: %.0f%% of the weights (fresh: %s)", pretrained[1], 100 * transfer["fraction"],
+                    ", ".join(transfer["kept_fresh"]) or "none")
     optimizer = make_optimizer(model.parameters(), plan.optimizer, plan.learning_rate, plan.weight_decay)
     ckpt_path = fold_dir / "checkpoint.pt"
     state = None
@@ -700,6 +793,9 @@ def train_classification(data: str | os.PathLike[str], out_dir: str | os.PathLik
         "autocast_bf16": autocast_bf16, "bf16_conv3d_hazards": len(hazards),
         "train_class_counts": _counts(y_train, plan.class_names, multilabel),
     }
+    if transfer is not None:
+        metrics["init_from"] = {"model": pretrained[1], "fraction_loaded": round(transfer["fraction"], 4),
+                                "kept_fresh": transfer["kept_fresh"]}
     calibration: dict[str, Any] = {"method": "temperature_scaling", "temperature": 1.0, "fitted": False}
     if x_val is not None and y_val is not None:
         logits = network_logits(model, x_val, batch_size=max(batch_size, 16))
