@@ -35,6 +35,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("medimg.cli.cmd_models", "list the models that ship with medimg"),
     "analyze": ("medimg.cli.cmd_analyze", "the main job: pick a pipeline, segment, measure, write an HTML report"),
     "demo": ("medimg.cli.cmd_demo", "run the main job on the CT sample shipped with medimg"),
+    "register": ("medimg.cli.cmd_register", "classical registration: rigid, affine, B-spline or demons; "
+                 "warped image/labels, transform, displacement field, metrics"),
+    "warp": ("medimg.cli.cmd_warp", "apply a saved ITK transform (.tfm/.h5) to an image or label map"),
 }
 
 EXIT_OK = 0
