@@ -3,9 +3,11 @@
 Thresholds, region growing, morphology and connected components, watershed, fuzzy c-means, graph cut, level sets
 and superpixels. Each returns a new label (or probability) Image on the input's grid and records itself in the
 history. Registration (rigid, affine, B-spline, demons on SimpleITK's framework) returns a RegistrationResult whose
-transform can be saved, loaded and applied to other images (:mod:`medimg.classical.registration`).
+transform can be saved, loaded and applied to other images (:mod:`medimg.classical.registration`); atlas-based
+segmentation registers labelled atlases onto an image and fuses their labels (:mod:`medimg.classical.atlas`).
 """
 
+from medimg.classical.atlas import AtlasResult, atlas_segment
 from medimg.classical.fcm import FCMResult, fuzzy_c_means
 from medimg.classical.graphcut import graph_cut
 from medimg.classical.levelset import chan_vese, geodesic_active_contour
@@ -41,5 +43,5 @@ __all__ = [
     "keep_near", "connected_components", "component_stats", "watershed_instances", "FCMResult", "fuzzy_c_means",
     "graph_cut", "chan_vese", "geodesic_active_contour", "slic", "superpixel_pseudo_labels",
     "RegistrationResult", "register", "warp", "displacement_field", "jacobian_summary", "save_transform",
-    "load_transform",
+    "load_transform", "AtlasResult", "atlas_segment",
 ]

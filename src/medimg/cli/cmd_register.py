@@ -1,4 +1,4 @@
-"""`medimg register FIXED MOVING -o OUT`: classical registration (rigid, affine, B-spline, demons).
+"""`medimg register FIXED MOVING -o OUT` (one pair) or `medimg register --pairs PAIRS.csv -o OUT` (many pairs).
 
 Output contract (scripts may rely on it)::
 
@@ -10,15 +10,58 @@ Output contract (scripts may rely on it)::
     OUT/metrics.json          method, metric, seconds (registration only, no I/O), metric before/after,
                               Jacobian statistics (deformable), Dice per label before/after (--fixed-labels)
 
+With ``--pairs PAIRS.csv`` (columns ``fixed``, ``moving``, optional ``moving_labels``, ``fixed_labels``,
+``fixed_mask``, ``moving_mask``; relative paths are relative to the CSV's folder) every row is checked before
+any registration, and each pair gets the files above in ``OUT/<fixed stem>__<moving stem>/``, plus::
+
+    OUT/summary.csv           one row per pair: folder, fixed, moving, method, metric, seconds, metric before/after,
+                              mean Dice before/after (labels given), folding fraction (deformable)
+    OUT/summary.json          the same rows with the settings, and the pairs' full metrics
+
 OUT is built in a temporary folder beside it and renamed at the end; it must not exist yet (or be empty).
 """
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 _METHODS = ("rigid", "affine", "bspline", "demons", "diffeomorphic-demons")
+#: columns of a --pairs CSV: required, then optional (CSV column -> Pair field)
+PAIR_COLUMNS = ("fixed", "moving")
+PAIR_OPTIONAL_COLUMNS = ("moving_labels", "fixed_labels", "fixed_mask", "moving_mask")
+SUMMARY_COLUMNS = ("pair", "fixed", "moving", "method", "metric", "seconds", "metric_before", "metric_after",
+                   "dice_before", "dice_after", "folding_fraction")
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One registration job: file paths (as given on the command line or resolved from the CSV)."""
+
+    fixed: str
+    moving: str
+    moving_labels: str | None = None
+    fixed_labels: str | None = None
+    fixed_mask: str | None = None
+    moving_mask: str | None = None
+    where: str = ""  # "PAIRS.csv line 3: " for CSV rows, "" on the command line
+
+    def inputs(self) -> list[str]:
+        return [p for p in (self.fixed, self.moving, self.moving_labels, self.fixed_labels, self.fixed_mask,
+                            self.moving_mask) if p]
+
+    def folder(self) -> str:
+        return f"{_stem(self.fixed)}__{_stem(self.moving)}"
+
+
+def _stem(path: str) -> str:
+    from medimg.io._files import compound_suffix
+
+    name = Path(path).name
+    ext = compound_suffix(name)
+    return name[: len(name) - len(ext)] if ext else name
 
 
 def add_parser(subparsers, *, parents, help: str) -> None:  # noqa: A002 - argparse's own keyword
@@ -27,12 +70,18 @@ def add_parser(subparsers, *, parents, help: str) -> None:  # noqa: A002 - argpa
         description="Register MOVING onto FIXED with SimpleITK (multi-resolution; Mattes MI, NCC or mean "
         "squares; rigid, affine, B-spline free-form or demons after an affine pre-alignment) and write "
         "OUT/warped.nii.gz, OUT/transform.tfm|.h5, OUT/displacement.nii.gz (deformable), "
-        "OUT/warped_labels.nii.gz (--labels) and OUT/metrics.json. Demons assumes the same modality.",
+        "OUT/warped_labels.nii.gz (--labels) and OUT/metrics.json. Demons assumes the same modality. "
+        "With --pairs PAIRS.csv (columns fixed, moving, optional moving_labels, fixed_labels, fixed_mask, "
+        "moving_mask; paths relative to the CSV) every pair goes to OUT/<fixed stem>__<moving stem>/ and "
+        "OUT/summary.csv and OUT/summary.json list them all.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("fixed", help="fixed (reference) image")
-    p.add_argument("moving", help="moving image, registered onto FIXED")
+    p.add_argument("fixed", nargs="?", help="fixed (reference) image (not with --pairs)")
+    p.add_argument("moving", nargs="?", help="moving image, registered onto FIXED (not with --pairs)")
     p.add_argument("-o", "--out", required=True, help="output folder (new or empty)")
+    p.add_argument("--pairs", metavar="PAIRS.csv",
+                   help="register many pairs: a CSV with columns fixed, moving (optional moving_labels, "
+                   "fixed_labels, fixed_mask, moving_mask), paths relative to the CSV's folder")
     p.add_argument("--method", choices=_METHODS, default="rigid", help="transform model")
     p.add_argument("--metric", choices=("mattes", "ncc", "meansquares"), default="mattes",
                    help="similarity: mattes (mutual information, any modality pair), ncc, meansquares")
@@ -90,55 +139,141 @@ def label_dice(fixed_labels, labels) -> dict[str, Any]:
     return {"per_label": per, "mean": float(np.mean(list(per.values()))) if per else None}
 
 
-def run(args: argparse.Namespace) -> int:
+# ---- the pairs CSV ---------------------------------------------------------------------------------------------
+def _pairs_error(what: str, csv_path: str, *, expected: Any = None, found: Any = None, fix: str):
+    from medimg.core.errors import InvalidParameterError
+
+    return InvalidParameterError(what, path=csv_path, parameter="--pairs", expected=expected, found=found, fix=fix)
+
+
+def read_pairs(csv_path: str) -> list[Pair]:
+    """Read and check a pairs CSV: columns, every file of every row, no self-pairs, distinct output folders.
+
+    Raises:
+        ImageReadError: the CSV is missing or unreadable.
+        InvalidParameterError: no rows, a missing or unknown column, an empty cell in a required column, a
+            missing input file (its line named), a pair registering a file to itself, two rows with the same
+            output folder, fixed_labels without moving_labels.
+    """
+    import csv
+
+    from medimg.core.errors import ImageReadError, MedimgError
+    from medimg.io._files import check_input, same_path
+
+    p = check_input(csv_path, allow_dir=False)
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ImageReadError("cannot read the pairs CSV", path=p, expected="a UTF-8 text file",
+                             found=f"{type(exc).__name__}: {exc}", fix="save it as UTF-8 CSV") from exc
+    reader = csv.DictReader(text.splitlines())
+    header = [h.strip() for h in (reader.fieldnames or []) if h is not None]
+    if not header:
+        raise _pairs_error("the pairs CSV is empty", csv_path, expected="a header line 'fixed,moving' and rows",
+                           found="no header", fix="write a header line fixed,moving and one row per pair")
+    missing = [c for c in PAIR_COLUMNS if c not in header]
+    if missing:
+        raise _pairs_error(f"the pairs CSV lacks the column(s) {', '.join(missing)}", csv_path,
+                           expected=f"columns {', '.join(PAIR_COLUMNS)} (optional: {', '.join(PAIR_OPTIONAL_COLUMNS)})",
+                           found=f"columns {', '.join(header)}", fix="name the header columns fixed,moving")
+    unknown = [c for c in header if c not in PAIR_COLUMNS + PAIR_OPTIONAL_COLUMNS]
+    if unknown:
+        raise _pairs_error(f"unknown column(s) {', '.join(unknown)} in the pairs CSV", csv_path,
+                           expected=f"only {', '.join(PAIR_COLUMNS + PAIR_OPTIONAL_COLUMNS)}",
+                           found=f"columns {', '.join(header)}", fix="rename or remove the other columns")
+    base = p.parent
+    pairs: list[Pair] = []
+    folders: dict[str, int] = {}
+    for row in reader:
+        line = reader.line_num
+        cells = {(k or "").strip(): (v or "").strip() for k, v in row.items() if k is not None}
+        if not any(cells.values()):
+            continue  # blank line
+        where = f"{csv_path} line {line}: "
+        for col in PAIR_COLUMNS:
+            if not cells.get(col):
+                raise _pairs_error(f"line {line}: empty '{col}' cell", csv_path, expected="a file path",
+                                   found="nothing", fix=f"fill in the {col} image of line {line} or remove the line")
+        paths: dict[str, str | None] = {}
+        for col in PAIR_COLUMNS + PAIR_OPTIONAL_COLUMNS:
+            value = cells.get(col)
+            if not value:
+                paths[col] = None
+                continue
+            full = Path(value) if Path(value).is_absolute() else base / value
+            try:
+                check_input(full, allow_dir=True)
+            except MedimgError as exc:
+                raise _pairs_error(f"line {line}: {col} '{value}': {exc.what}", csv_path,
+                                   expected="an existing image file (relative to the CSV's folder)",
+                                   found=str(full), fix=f"correct the {col} path on line {line}") from exc
+            paths[col] = str(full)
+        if same_path(paths["fixed"], paths["moving"]):
+            raise _pairs_error(f"line {line}: the pair registers a file to itself", csv_path,
+                               expected="two different files", found=f"fixed = moving = {cells['fixed']}",
+                               fix=f"correct or remove line {line}")
+        if paths["fixed_labels"] and not paths["moving_labels"]:
+            raise _pairs_error(f"line {line}: fixed_labels needs moving_labels", csv_path,
+                               expected="moving_labels too", found="only fixed_labels",
+                               fix=f"add the moving image's label map on line {line}")
+        pair = Pair(fixed=paths["fixed"], moving=paths["moving"], moving_labels=paths["moving_labels"],
+                    fixed_labels=paths["fixed_labels"], fixed_mask=paths["fixed_mask"],
+                    moving_mask=paths["moving_mask"], where=where)  # type: ignore[arg-type]
+        if pair.folder() in folders:
+            raise _pairs_error(f"lines {folders[pair.folder()]} and {line} give the same output folder "
+                               f"{pair.folder()}", csv_path, expected="distinct fixed/moving file names per pair",
+                               found="a repeated pair (or files with the same names in different folders)",
+                               fix="remove the repeated line or rename the files")
+        folders[pair.folder()] = line
+        pairs.append(pair)
+    if not pairs:
+        raise _pairs_error("the pairs CSV has no rows", csv_path, expected="at least one fixed,moving row",
+                           found="only a header", fix="add one line per pair")
+    return pairs
+
+
+# ---- one pair --------------------------------------------------------------------------------------------------
+def register_pair(pair: Pair, args: argparse.Namespace, dest: Path) -> dict[str, Any]:
+    """Register one pair with the command's settings and write its output contract into ``dest``.
+
+    Returns the pair's metrics (what ``dest/metrics.json`` holds).
+    """
     import json
     import time
 
     import SimpleITK as sitk
 
     from medimg import __version__
-    from medimg.classical.registration import (
-        displacement_field,
-        jacobian_summary,
-        register,
-        save_transform,
-        warp,
-    )
-    from medimg.core.errors import InvalidParameterError
+    from medimg.classical.registration import displacement_field, jacobian_summary, register, save_transform, warp
+    from medimg.core.errors import MedimgError
     from medimg.io import write
-    from medimg.io._files import atomic_output_dir, check_input
     from medimg.io.sitk_bridge import to_sitk
 
     method = args.method.replace("-", "_")
-    levels = _levels(args.levels)
-    if args.fixed_labels and not args.labels:
-        raise InvalidParameterError("--fixed-labels needs --labels", parameter="--fixed-labels",
-                                    expected="--labels MOVING_LABELS too", found="only --fixed-labels",
-                                    fix="give the moving image's label map with --labels")
-    inputs = [p for p in (args.fixed, args.moving, args.labels, args.fixed_labels, args.fixed_mask,
-                          args.moving_mask) if p]
-    for p in inputs:
-        check_input(p, allow_dir=True)
-    fixed, moving = _read(args.fixed), _read(args.moving)
-    labels = _read(args.labels, kind="label") if args.labels else None
-    fixed_labels = _read(args.fixed_labels, kind="label") if args.fixed_labels else None
-    fixed_mask = _read(args.fixed_mask, kind="label") if args.fixed_mask else None
-    moving_mask = _read(args.moving_mask, kind="label") if args.moving_mask else None
-    for image, other, name, option, path in (
-        (moving, labels, "moving", "--labels", args.labels),
-        (fixed, fixed_labels, "fixed", "--fixed-labels", args.fixed_labels),
-        (fixed, fixed_mask, "fixed", "--fixed-mask", args.fixed_mask),
-        (moving, moving_mask, "moving", "--moving-mask", args.moving_mask),
-    ):
-        if other is not None:
-            _on_grid(image, other, name, option, path)
-
-    result = register(fixed, moving, method=method, metric=args.metric, init=args.init, fixed_mask=fixed_mask,
-                      moving_mask=moving_mask, levels=levels, iterations=args.iterations,
-                      bspline_grid_mm=args.bspline_grid_mm, sampling_fraction=args.sampling, seed=args.seed)
+    try:
+        fixed, moving = _read(pair.fixed), _read(pair.moving)
+        labels = _read(pair.moving_labels, kind="label") if pair.moving_labels else None
+        fixed_labels = _read(pair.fixed_labels, kind="label") if pair.fixed_labels else None
+        fixed_mask = _read(pair.fixed_mask, kind="label") if pair.fixed_mask else None
+        moving_mask = _read(pair.moving_mask, kind="label") if pair.moving_mask else None
+        for image, other, name, option, path in (
+            (moving, labels, "moving", "--labels", pair.moving_labels),
+            (fixed, fixed_labels, "fixed", "--fixed-labels", pair.fixed_labels),
+            (fixed, fixed_mask, "fixed", "--fixed-mask", pair.fixed_mask),
+            (moving, moving_mask, "moving", "--moving-mask", pair.moving_mask),
+        ):
+            if other is not None:
+                _on_grid(image, other, name, option, path)
+        result = register(fixed, moving, method=method, metric=args.metric, init=args.init, fixed_mask=fixed_mask,
+                          moving_mask=moving_mask, levels=_levels(args.levels), iterations=args.iterations,
+                          bspline_grid_mm=args.bspline_grid_mm, sampling_fraction=args.sampling, seed=args.seed)
+    except MedimgError as exc:
+        if pair.where:  # name the CSV line in front of the message
+            exc.args = (pair.where + str(exc),)
+        raise
     t0 = time.perf_counter()
     deformable = method in ("bspline", "demons", "diffeomorphic_demons")
-    summary: dict[str, Any] = {"medimg_version": __version__, "fixed": args.fixed, "moving": args.moving,
+    summary: dict[str, Any] = {"medimg_version": __version__, "fixed": pair.fixed, "moving": pair.moving,
                                **result.summary()}
     summary["seconds_definition"] = "wall time of the registration only (no reading, writing or imports)"
     field = None
@@ -148,41 +283,133 @@ def run(args: argparse.Namespace) -> int:
     warped_labels = None
     if labels is not None:
         warped_labels = warp(labels, result.transform, fixed, labels=True)
-        summary["labels"] = args.labels
+        summary["labels"] = pair.moving_labels
     if fixed_labels is not None and labels is not None:
         dim = 2 if fixed.is_2d else 3
         before = warp(labels, sitk.Transform(dim, sitk.sitkIdentity), fixed, labels=True)
         d_before, d_after = label_dice(fixed_labels, before), label_dice(fixed_labels, warped_labels)
-        summary["fixed_labels"] = args.fixed_labels
+        summary["fixed_labels"] = pair.fixed_labels
         summary["dice"] = {
             "per_label": {k: {"before": v, "after": d_after["per_label"][k]} for k, v in d_before["per_label"].items()},
             "mean_before": d_before["mean"], "mean_after": d_after["mean"],
             "before_definition": "moving labels on the fixed grid without any transform (identity)",
         }
     transform_name = "transform.h5" if deformable else "transform.tfm"
+    dest.mkdir(parents=True, exist_ok=True)
+    write(result.warped, dest / "warped.nii.gz")
+    if warped_labels is not None:
+        write(warped_labels, dest / "warped_labels.nii.gz")
+    save_transform(result.transform, dest / transform_name)
+    if field is not None:
+        # an ITK vector image (NIfTI intent "vector"), as ITK, ANTs and 3D Slicer read displacement fields
+        sitk.WriteImage(to_sitk(field), str(dest / "displacement.nii.gz"), useCompression=True)
+    summary["outputs"] = sorted(p.name for p in dest.iterdir()) + ["metrics.json"]
+    summary["seconds_postprocess"] = time.perf_counter() - t0
+    (dest / "metrics.json").write_text(json.dumps(_jsonable(summary), indent=2, allow_nan=False) + "\n",
+                                       encoding="utf-8")
+    return summary
+
+
+def _summary_row(folder: str, m: dict[str, Any]) -> dict[str, Any]:
+    dice = m.get("dice") or {}
+    return {"pair": folder, "fixed": m["fixed"], "moving": m["moving"], "method": m["method"],
+            "metric": m["metric"], "seconds": m["seconds"], "metric_before": m["metric_before"],
+            "metric_after": m["metric_after"], "dice_before": dice.get("mean_before"),
+            "dice_after": dice.get("mean_after"),
+            "folding_fraction": (m.get("jacobian") or {}).get("folding_fraction")}
+
+
+def _print_pair(m: dict[str, Any], prefix: str = "") -> None:
+    print(f"{prefix}{m['method']} ({m['metric']}): metric {m['metric_before']:.5g} -> {m['metric_after']:.5g} in "
+          f"{m['seconds']:.2f} s, {m['iterations']} iterations")
+    if "jacobian" in m:
+        j = m["jacobian"]
+        print(f"{prefix}Jacobian: folding fraction {j['folding_fraction']:.4g}, std log-Jacobian "
+              f"{j['std_log_jacobian']:.4g}")
+    if "dice" in m:
+        print(f"{prefix}mean Dice over {len(m['dice']['per_label'])} labels: {m['dice']['mean_before']:.4f}"
+              f" -> {m['dice']['mean_after']:.4f}")
+
+
+# ---- the command -----------------------------------------------------------------------------------------------
+def _check_args(args: argparse.Namespace) -> None:
+    from medimg.core.errors import InvalidParameterError
+
+    _levels(args.levels)
+    if args.pairs:
+        given = [n for n, v in (("FIXED/MOVING", args.fixed or args.moving), ("--labels", args.labels),
+                                ("--fixed-labels", args.fixed_labels), ("--fixed-mask", args.fixed_mask),
+                                ("--moving-mask", args.moving_mask)) if v]
+        if given:
+            raise InvalidParameterError(f"{given[0]} cannot be given with --pairs", parameter="--pairs",
+                                        expected="either FIXED MOVING or --pairs PAIRS.csv",
+                                        found=f"--pairs and {', '.join(given)}",
+                                        fix="put the files into the CSV (columns fixed, moving, moving_labels, "
+                                        "fixed_labels, fixed_mask, moving_mask) or drop --pairs")
+        return
+    if not (args.fixed and args.moving):
+        raise InvalidParameterError("FIXED and MOVING are needed", parameter="FIXED MOVING",
+                                    expected="two image paths, or --pairs PAIRS.csv",
+                                    found="one path" if args.fixed else "none",
+                                    fix="write medimg register FIXED MOVING -o OUT")
+    if args.fixed_labels and not args.labels:
+        raise InvalidParameterError("--fixed-labels needs --labels", parameter="--fixed-labels",
+                                    expected="--labels MOVING_LABELS too", found="only --fixed-labels",
+                                    fix="give the moving image's label map with --labels")
+
+
+def run(args: argparse.Namespace) -> int:
+    from medimg.io._files import atomic_output_dir, check_input
+
+    _check_args(args)
+    if args.pairs:
+        return _run_pairs(args)
+    pair = Pair(fixed=args.fixed, moving=args.moving, moving_labels=args.labels, fixed_labels=args.fixed_labels,
+                fixed_mask=args.fixed_mask, moving_mask=args.moving_mask)
+    for p in pair.inputs():
+        check_input(p, allow_dir=True)
+    with atomic_output_dir(args.out, inputs=pair.inputs()) as tmp:
+        summary = register_pair(pair, args, tmp)
+    if not args.quiet:
+        _print_pair(summary)
+        print(f"wrote {args.out}: {', '.join(summary['outputs'])}")
+    return 0
+
+
+def _run_pairs(args: argparse.Namespace) -> int:
+    import csv
+    import io
+    import json
+
+    from medimg import __version__
+    from medimg.io._files import atomic_output_dir
+
+    pairs = read_pairs(args.pairs)
+    inputs = [args.pairs] + [p for pair in pairs for p in pair.inputs()]
+    rows, metrics = [], []
     with atomic_output_dir(args.out, inputs=inputs) as tmp:
-        write(result.warped, tmp / "warped.nii.gz")
-        if warped_labels is not None:
-            write(warped_labels, tmp / "warped_labels.nii.gz")
-        save_transform(result.transform, tmp / transform_name)
-        if field is not None:
-            # an ITK vector image (NIfTI intent "vector"), as ITK, ANTs and 3D Slicer read displacement fields
-            sitk.WriteImage(to_sitk(field), str(tmp / "displacement.nii.gz"), useCompression=True)
-        summary["outputs"] = sorted(p.name for p in tmp.iterdir()) + ["metrics.json"]
-        summary["seconds_postprocess"] = time.perf_counter() - t0
-        (tmp / "metrics.json").write_text(json.dumps(_jsonable(summary), indent=2, allow_nan=False) + "\n",
+        for i, pair in enumerate(pairs, 1):
+            m = register_pair(pair, args, tmp / pair.folder())
+            rows.append(_summary_row(pair.folder(), m))
+            metrics.append({"pair": pair.folder(), **m})
+            if not args.quiet:
+                _print_pair(m, prefix=f"[{i}/{len(pairs)}] {pair.folder()}: ")
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(SUMMARY_COLUMNS), lineterminator="\n")
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({k: ("" if v is None else v) for k, v in r.items()})
+        (tmp / "summary.csv").write_text(buf.getvalue(), encoding="utf-8")
+        doc = {"medimg_version": __version__, "pairs_csv": args.pairs, "n_pairs": len(pairs),
+               "settings": {"method": args.method.replace("-", "_"), "metric": args.metric, "init": args.init,
+                            "levels": list(_levels(args.levels)), "iterations": args.iterations,
+                            "bspline_grid_mm": args.bspline_grid_mm, "sampling_fraction": args.sampling,
+                            "seed": args.seed},
+               "columns": list(SUMMARY_COLUMNS), "rows": rows, "pairs": metrics}
+        (tmp / "summary.json").write_text(json.dumps(_jsonable(doc), indent=2, allow_nan=False) + "\n",
                                           encoding="utf-8")
     if not args.quiet:
-        print(f"{method} ({args.metric}): metric {result.metric_before:.5g} -> {result.metric_after:.5g} in "
-              f"{result.seconds:.2f} s, {result.iterations} iterations")
-        if "jacobian" in summary:
-            j = summary["jacobian"]
-            print(f"Jacobian: folding fraction {j['folding_fraction']:.4g}, std log-Jacobian "
-                  f"{j['std_log_jacobian']:.4g}")
-        if "dice" in summary:
-            print(f"mean Dice over {len(summary['dice']['per_label'])} labels: {summary['dice']['mean_before']:.4f}"
-                  f" -> {summary['dice']['mean_after']:.4f}")
-        print(f"wrote {args.out}: {', '.join(summary['outputs'])}")
+        print(f"wrote {args.out}: {len(pairs)} pair folder(s), summary.csv, summary.json")
     return 0
 
 

@@ -1,8 +1,10 @@
 """`medimg segment IN OUT --method ...`: classical segmentation from the command line.
 
-Methods: otsu, multi-otsu, threshold, region-grow, fcm, graph-cut, watershed, level-set, slic.
+Methods: otsu, multi-otsu, threshold, region-grow, fcm, graph-cut, watershed, level-set, slic, atlas.
 Seeds are voxel indices ``--seed Z,Y,X`` (``Y,X`` for 2D images) or LPS world coordinates in mm
 ``--seed-world=X,Y,Z`` (write the ``=`` when the first value is negative); both may be repeated.
+Atlas-based segmentation registers each ``--atlas IMG`` (with its ``--atlas-labels LAB``; repeat both for
+multi-atlas) onto IN and fuses the warped labels by ``--voting majority`` or locally ``weighted`` voting.
 Optional clean-up (``--fill-holes``, ``--largest``, ``--open MM``, ``--close MM``) applies to binary results.
 OUT is a label map (NIfTI for 3D, PNG or NIfTI for 2D).
 """
@@ -11,7 +13,10 @@ from __future__ import annotations
 
 import argparse
 
-METHODS = ("otsu", "multi-otsu", "threshold", "region-grow", "fcm", "graph-cut", "watershed", "level-set", "slic")
+METHODS = ("otsu", "multi-otsu", "threshold", "region-grow", "fcm", "graph-cut", "watershed", "level-set", "slic",
+           "atlas")
+#: registration models offered for --method atlas (CLI spelling)
+ATLAS_REGISTRATIONS = ("rigid", "affine", "bspline", "demons", "diffeomorphic-demons")
 
 
 def add_parser(subparsers, *, parents, help: str) -> None:  # noqa: A002
@@ -46,6 +51,14 @@ def add_parser(subparsers, *, parents, help: str) -> None:  # noqa: A002
     m.add_argument("--level-set", choices=("chan-vese", "geodesic"), default="chan-vese")
     m.add_argument("--n-segments", type=int, default=200, help="slic: approximate number of superpixels")
     m.add_argument("--compactness", type=float, default=0.1, help="slic compactness")
+    a = p.add_argument_group("atlas (--method atlas; repeat --atlas and --atlas-labels for multi-atlas)")
+    a.add_argument("--atlas", action="append", default=[], metavar="IMG", help="atlas image (same modality as IN)")
+    a.add_argument("--atlas-labels", action="append", default=[], metavar="LAB",
+                   help="label map on the grid of the --atlas at the same position")
+    a.add_argument("--voting", choices=("majority", "weighted"), default="majority",
+                   help="label fusion: majority, or weighted by local intensity similarity to IN")
+    a.add_argument("--registration", choices=ATLAS_REGISTRATIONS, default="affine",
+                   help="registration of each atlas onto IN (deformable ones start from an affine alignment)")
     c = p.add_argument_group("clean-up of binary results")
     c.add_argument("--fill-holes", action="store_true")
     c.add_argument("--largest", action="store_true", help="keep the largest connected component")
@@ -89,11 +102,64 @@ def _seeds(voxel: list[str], world: list[str], name: str, *, required: bool):
     return (v, "voxel") if v is not None else (w, "world")
 
 
+def _check_atlas_options(args) -> None:
+    """--atlas/--atlas-labels only with --method atlas, at least one, as many of each, files present."""
+    from medimg.core.errors import InvalidParameterError
+    from medimg.io._files import check_input
+
+    if args.method != "atlas":
+        if args.atlas or args.atlas_labels:
+            raise InvalidParameterError("--atlas/--atlas-labels are only for --method atlas", parameter="--atlas",
+                                        expected="--method atlas", found=f"--method {args.method}",
+                                        fix="add --method atlas or drop the atlas options")
+        return
+    if not args.atlas:
+        raise InvalidParameterError("--method atlas needs an atlas", parameter="--atlas",
+                                    expected="--atlas IMG --atlas-labels LAB (repeat for multi-atlas)",
+                                    found="no --atlas", fix="add --atlas IMG --atlas-labels LAB")
+    if len(args.atlas) != len(args.atlas_labels):
+        raise InvalidParameterError("every --atlas needs its --atlas-labels", parameter="--atlas-labels",
+                                    expected=f"{len(args.atlas)} --atlas-labels (one per --atlas, same order)",
+                                    found=f"{len(args.atlas_labels)}",
+                                    fix="give --atlas IMG --atlas-labels LAB once per atlas")
+    for path in args.atlas + args.atlas_labels:
+        check_input(path, allow_dir=True)
+
+
+def _atlas(image, args):
+    """--method atlas: read the atlases (labels checked against their own atlas grid) and fuse them."""
+    from medimg.classical.atlas import atlas_segment
+    from medimg.classical.registration import _check_on_grid, _check_same_dim
+    from medimg.core.errors import InvalidParameterError
+    from medimg.io import read
+
+    atlases = []
+    for i, (img_path, lab_path) in enumerate(zip(args.atlas, args.atlas_labels), 1):
+        atlas, labels = read(img_path), read(lab_path, kind="label")
+        try:
+            _check_same_dim(image, atlas, "IN", "--atlas")
+        except InvalidParameterError as exc:
+            raise InvalidParameterError(exc.what, path=img_path, parameter="--atlas", expected=exc.expected,
+                                        found=exc.found, fix="give atlases of the same dimension (2D/3D) as IN"
+                                        ) from exc
+        try:
+            _check_on_grid(atlas, labels, f"atlas {i}", "--atlas-labels")
+        except InvalidParameterError as exc:
+            raise InvalidParameterError(exc.what, path=lab_path, parameter="--atlas-labels",
+                                        expected=f"the grid of --atlas {img_path}", found=exc.found,
+                                        fix=f"give the label map of that atlas (--atlas-labels follow the --atlas "
+                                        f"order), or {exc.fix}") from exc
+        atlases.append((atlas, labels))
+    return atlas_segment(image, atlases, method=args.registration.replace("-", "_"), voting=args.voting)
+
+
 def _segment(image, args):
     from medimg import classical as cl
     from medimg.core.errors import InvalidParameterError
 
     method = args.method
+    if method == "atlas":
+        return _atlas(image, args).labels
     if method == "otsu":
         return cl.otsu(image)
     if method == "multi-otsu":
@@ -140,6 +206,7 @@ def run(args: argparse.Namespace) -> int:
 
     notes: list[str] = []
     args.modality = None
+    _check_atlas_options(args)
     image = load_input(args, notes)
     labels = _segment(image, args)
     binary = labels.voxels.max() <= 1
@@ -161,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
     top = int(labels.voxels.max())
     labels = labels.replace(voxels=labels.voxels.astype(np.uint8 if top < 256 else np.uint16 if top < 65536
                                                          else np.uint32))
-    out = write(labels, args.output, inputs=[args.input])
+    out = write(labels, args.output, inputs=[args.input, *args.atlas, *args.atlas_labels])
     if not args.quiet:
         for note in notes:
             print(f"note: {note}")

@@ -47,6 +47,7 @@ NIFTI_EXTENSIONS = (".nii", ".nii.gz")
 
 _LPS_FROM_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 _INTENT_LABEL = 1002  # NIFTI_INTENT_LABEL
+_INTENT_VECTORS = {1006: "displacement_vector", 1007: "vector"}  # NIFTI_INTENT_DISPVECT, NIFTI_INTENT_VECTOR
 _READ_ERRORS = (ImageFileError, OSError, EOFError, zlib.error, ValueError, TypeError, MemoryError)
 
 
@@ -157,13 +158,16 @@ def read_nifti(path: str | os.PathLike[str], *, kind: Kind | str | None = None) 
             converted to the smallest integer type that holds them.
 
     Returns:
-        Image of shape (C, Z, Y, X): a 2D/3D file gives C = 1, a 4D file (x, y, z, t) gives C = t.
+        Image of shape (C, Z, Y, X): a 2D/3D file gives C = 1, a 4D file (x, y, z, t) gives C = t, and a
+        vector image (x, y, z, 1, c), as ITK writes displacement fields (``medimg register``'s
+        ``displacement.nii.gz``), gives C = c, the components as stored (no LPS/RAS flip of the vector values:
+        ITK and ANTs store physical LPS components; metadata ``vector_components`` and ``intent``).
         ``scl_slope``/``scl_inter`` are applied (the dtype becomes float when they are set).
         Metadata: source_format "nifti", source_path, spacing_source "header", affine_source.
 
     Raises:
-        ImageReadError: missing/empty/corrupt/truncated file, not NIfTI, 5 or more dimensions, NaN or Inf
-            voxels, a sheared affine.
+        ImageReadError: missing/empty/corrupt/truncated file, not NIfTI, 5 or more dimensions (other than
+            one time point of vectors), NaN or Inf voxels, a sheared affine.
 
     Example:
         >>> import tempfile, pathlib
@@ -177,12 +181,19 @@ def read_nifti(path: str | os.PathLike[str], *, kind: Kind | str | None = None) 
     nimg = _load(p)
     hdr = nimg.header
     shape = tuple(int(s) for s in nimg.shape)
-    # Trailing singleton axes beyond the 4th (e.g. x, y, z, 1, 1) carry nothing; anything else is refused.
+    # Trailing singleton axes beyond the 4th (e.g. x, y, z, 1, 1) carry nothing.
     while len(shape) > 4 and shape[-1] == 1:
         shape = shape[:-1]
+    intent = int(hdr.get("intent_code", 0)) if "intent_code" in hdr else 0
+    vector = len(shape) == 5 and shape[3] == 1
+    if vector:
+        # (x, y, z, 1, c): one vector per voxel in the 5th axis (NIfTI's place for vector values, as ITK writes
+        # displacement fields and other vector images): the components become channels.
+        shape = shape[:3] + shape[4:]
     if not 2 <= len(shape) <= 4:
         raise ImageReadError(
-            "unsupported number of dimensions", path=p, expected="2-4 dims (x, y[, z[, t/channels]])",
+            "unsupported number of dimensions", path=p,
+            expected="2-4 dims (x, y[, z[, t/channels]]), or 5 with one time point (x, y, z, 1, vector)",
             found=f"{len(nimg.shape)} dims, shape {tuple(nimg.shape)}",
             fix="split the extra dimensions into separate files (e.g. with nibabel or fslsplit)",
         )
@@ -212,7 +223,6 @@ def read_nifti(path: str | os.PathLike[str], *, kind: Kind | str | None = None) 
         voxels = data.transpose(3, 2, 1, 0)
     voxels = np.ascontiguousarray(voxels)
 
-    intent = int(hdr.get("intent_code", 0)) if "intent_code" in hdr else 0
     if kind is None:
         kind = Kind.LABEL if intent == _INTENT_LABEL else Kind.INTENSITY
     kind = Kind(kind)
@@ -227,6 +237,10 @@ def read_nifti(path: str | os.PathLike[str], *, kind: Kind | str | None = None) 
         "spacing_source": "header",
         "affine_source": affine_source,
     }
+    if vector:
+        metadata["vector_components"] = int(voxels.shape[0])
+        if intent in _INTENT_VECTORS:
+            metadata["intent"] = _INTENT_VECTORS[intent]
     descrip = bytes(np.asarray(hdr["descrip"]).tobytes()).split(b"\x00")[0].decode("latin-1").strip()
     if descrip:
         metadata["description"] = descrip
