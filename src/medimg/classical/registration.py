@@ -335,21 +335,37 @@ def _linear_stage(fixed: sitk.Image, moving: sitk.Image, kind: str, *, metric: s
     if moving_mask is not None:
         reg.SetMetricMovingMask(moving_mask)
     reg.SetInterpolator(sitk.sitkLinear)
-    if kind == "rigid":
-        reg.SetOptimizerAsRegularStepGradientDescent(
-            learningRate=1.0, minStep=1e-4, numberOfIterations=iterations, relaxationFactor=0.5,
-            gradientMagnitudeTolerance=1e-8)
-    else:
-        # regular-step descent often stalls on the 6/12 affine parameters (it ended below the rigid optimum on
-        # the real 2D head pair); a line search along conjugate directions does not
-        reg.SetOptimizerAsConjugateGradientLineSearch(
-            learningRate=1.0, numberOfIterations=iterations, convergenceMinimumValue=1e-6,
-            convergenceWindowSize=10, maximumStepSizeInPhysicalUnits=float(min(fixed.GetSpacing())))
-    reg.SetOptimizerScalesFromPhysicalShift()
+    line_search = kind != "rigid"
+
+    def optimiser(line: bool) -> None:
+        if line:
+            # regular-step descent often stalls on the 6/12 affine parameters (it ended below the rigid optimum on
+            # the real 2D head pair); a line search along conjugate directions does not
+            reg.SetOptimizerAsConjugateGradientLineSearch(
+                learningRate=1.0, numberOfIterations=iterations, convergenceMinimumValue=1e-6,
+                convergenceWindowSize=10,
+                maximumStepSizeInPhysicalUnits=float(min(fixed.GetSpacing())))
+        else:
+            reg.SetOptimizerAsRegularStepGradientDescent(
+                learningRate=1.0, minStep=1e-4, numberOfIterations=iterations, relaxationFactor=0.5,
+                gradientMagnitudeTolerance=1e-8)
+        reg.SetOptimizerScalesFromPhysicalShift()
+
+    optimiser(line_search)
     _multires(reg, levels)
     reg.SetInitialTransform(initial, inPlace=False)
     counter = _count_iterations(reg)
-    out = _run(reg, fixed, moving, init)
+    try:
+        out = _run(reg, fixed, moving, init)
+    except InvalidParameterError:
+        if not line_search:
+            raise
+        # the line search can step the whole image out of the moving field of view on small crops (MSD
+        # hippocampus): the overlap was checked above, so retry with the bounded regular-step descent
+        logger.info("affine line search left the moving field of view; retrying with regular-step descent")
+        optimiser(False)
+        counter[0] = 0
+        out = _run(reg, fixed, moving, init)
     return _unwrap(out), counter[0], reg.GetOptimizerStopConditionDescription()
 
 
