@@ -46,11 +46,12 @@ ZOO: dict[str, ZooEntry] = {
     ),
     "adrenalmnist3d": ZooEntry(
         name="adrenalmnist3d", folder="adrenalmnist3d", task="classify",
-        description="3D ResNet-18: normal adrenal gland vs adrenal hyperplasia from 64^3 shape masks "
-                    "(AdrenalMNIST3D, CC BY 4.0); calibrated probability, uncertainty and Grad-CAM per volume",
+        description="3D ResNet-18 ensemble of 3 folds: normal adrenal gland vs adrenal hyperplasia from shape masks "
+                    "resized to 28^3 (AdrenalMNIST3D, CC BY 4.0); calibrated probability, ensemble uncertainty and "
+                    "Grad-CAM per volume",
         retrain="make zoo-adrenal  (= medimg train classify ../shared/data/adrenalmnist3d/"
-                "adrenalmnist3d_64_trainval.npz --split train -o runs/cls/adrenal64 --fold 0 --minutes 15 "
-                "--seed 0, then copy; see MODEL_CARD.md)",
+                "adrenalmnist3d_64_trainval.npz --split train -o runs/cls/adrenal28 --fold K --minutes 15 --seed 0 "
+                "--set 'input_size=[28,28,28]' for K = 0, 1, 2, then copy; see MODEL_CARD.md)",
     ),
     "busi": ZooEntry(
         name="busi", folder="busi", task="classify",

@@ -270,7 +270,7 @@ def test_transfer_from_our_own_shipped_model(adrenal_npz, tmp_path):
     metrics = train_classification(adrenal_npz, tmp_path / "tl", opts)
     assert metrics["init_from"] == {"model": "adrenalmnist3d/fold_0", "fraction_loaded": 1.0, "kept_fresh": []}
     plan = json.loads((tmp_path / "tl" / "plan.json").read_text())
-    assert (plan["model"], plan["model_width"], plan["stem"]) == ("resnet18", 16, "imagenet")  # taken from it
+    assert (plan["model"], plan["model_width"], plan["stem"]) == ("resnet18", 16, "small")  # taken from it
     # a segmentation model, or a 3D model for 2D data, is refused before anything is written
     with pytest.raises(InvalidParameterError, match="not a classification model"):
         train_classification(adrenal_npz, tmp_path / "bad", _options(init_from="hippocampus"))

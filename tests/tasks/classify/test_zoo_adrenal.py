@@ -24,7 +24,7 @@ def val_inputs():
 
 def test_shipped_model_on_the_held_out_val_split(val_inputs):
     model = load_classifier(resolve_model("adrenalmnist3d"))
-    assert model.class_names == ("0", "1") and model.plan.input_size == (64, 64, 64)
+    assert model.class_names == ("0", "1") and model.plan.input_size == (28, 28, 28) and len(model.folds) == 3
     splits = json.loads((model.path / "splits.json").read_text())
     assert not any(s.startswith("val") for fold in splits["folds"] for s in fold["train"] + fold["val"])
     preds = predict_samples(model, val_inputs, uncertainty="tta", n_samples=2, explain="none")
@@ -32,7 +32,7 @@ def test_shipped_model_on_the_held_out_val_split(val_inputs):
     labels = np.array([int(p.label) for p in preds])
     assert len(preds) == 98 and np.allclose(probs.sum(axis=1), 1.0)
     assert all(p.entropy >= 0 and p.mutual_information >= 0 for p in preds)
-    # The benchmark (BENCHMARKS.md) measured AUC 0.8+ on these 98 volumes; chance is 0.5.
+    # The benchmark (BENCHMARKS.md) measured AUC 0.856 and accuracy 0.837 on these 98 volumes; chance AUC is 0.5.
     assert roc_auc(labels, probs[:, 1]) >= 0.8
     assert ((probs.argmax(1) == labels).mean()) >= 0.75
 
