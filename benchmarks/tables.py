@@ -181,9 +181,10 @@ def classification_table(data: dict) -> str:
                        f"{r['fp32_images_per_s']} | {r['bf16_images_per_s']} | {r['bf16_speedup']} |")
         peers = [p for p in sp["peers"] if "peer" in p]
         if peers:
-            out += ["", "| peer (same input, random weights) | fp32 images/s | bf16 images/s | medimg / peer fp32 "
-                    "| medimg / peer bf16 |", "|---|---:|---:|---:|---:|"]
-            out += [f"| {p['peer']} | {p['fp32_images_per_s']} | {p['bf16_images_per_s']} | {p['medimg_fp32_ratio']} "
+            out += ["", "| peer (same input, random weights) | peer fp32 images/s | medimg fp32 | peer bf16 images/s "
+                    "| medimg bf16 | medimg / peer fp32 | medimg / peer bf16 |", "|---|---:|---:|---:|---:|---:|---:|"]
+            out += [f"| {p['peer']} | {p['fp32_images_per_s']} | {p.get('medimg_fp32_images_per_s', '')} | "
+                    f"{p['bf16_images_per_s']} | {p.get('medimg_bf16_images_per_s', '')} | {p['medimg_fp32_ratio']} "
                     f"| {p['medimg_bf16_ratio']} |" for p in peers]
     return "\n".join(out)
 
