@@ -189,8 +189,46 @@ def classification_table(data: dict) -> str:
     return "\n".join(out)
 
 
-TABLES = {"io": io_table, "classification": classification_table, "metrics": metrics_table,
-          "segmentation": segmentation_table, "classical": classical_table}
+def registration_table(data: dict) -> str:
+    """benchmarks/registration.py: hippocampus pairs, brain with known deformations, cross-modal rigid."""
+    out = []
+    if "hippocampus" in data:
+        h = data["hippocampus"]
+        out += [f"**Hippocampus, {h['n_pairs']} inter-subject pairs** ({h['pairs_file']}; {h['settings']})", "",
+                "| method | mean Dice (labels 1, 2) | std over pairs | seconds per pair | folding fraction |",
+                "|---|---:|---:|---:|---:|"]
+        for m, v in h["summary"].items():
+            fold = v.get("folding_fraction_mean")
+            out.append(f"| {m} | {v['dice_mean']:.3f} | {v['dice_std']:.3f} | "
+                       f"{'' if 'seconds_mean' not in v else format(v['seconds_mean'], '.2f')} | "
+                       f"{'' if fold is None else format(fold, '.2e')} |")
+        out.append("")
+    if "brain" in data:
+        b = data["brain"]
+        out += [f"**Brain with known deformations** ({b['data']}; {b['deformation']}; {b['settings']})", "",
+                "| deformation | method | mean Dice (30 labels) | field error mm mean | p95 | seconds | folding |",
+                "|---|---|---:|---:|---:|---:|---:|"]
+        for r in b["rows"]:
+            for m in ("before", "affine", "bspline", "demons"):
+                v = r[m]
+                out.append(f"| seed {r['deformation_seed']} (true mean {r['true_displacement_mm_mean']:.2f} mm, max "
+                           f"{r['true_displacement_mm_max']:.1f}) | {m} | {v['dice']:.3f} | "
+                           f"{v['field_error_mm_mean']:.2f} | {_f(v.get('field_error_mm_p95'), 2)} | "
+                           f"{_f(v.get('seconds'), 1)} | {_f(v.get('folding_fraction'), 5)} |")
+        out.append("")
+    if "crossmodal" in data:
+        c = data["crossmodal"]
+        out += [f"**Cross-modal rigid** ({c['fixed']} vs {c['moving']}; {c['settings']})", "",
+                "| rotation deg (x, y, z) | translation mm | error before mm | error after mm (mean / max) | seconds |",
+                "|---|---|---:|---:|---:|"]
+        out += [f"| {r['rotation_deg']} | {r['translation_mm']} | {r['error_mm_before_mean']:.2f} | "
+                f"{r['error_mm_after_mean']:.2f} / {r['error_mm_after_max']:.2f} | {r['seconds']:.1f} |"
+                for r in c["rows"]]
+    return "\n".join(out)
+
+
+TABLES = {"io": io_table, "registration": registration_table, "classification": classification_table,
+          "metrics": metrics_table, "segmentation": segmentation_table, "classical": classical_table}
 
 
 def main() -> None:
