@@ -28,8 +28,8 @@ def test_register_rigid_writes_the_output_contract_and_warp_reapplies_it(files, 
     code = cli_main.main(["register", files["fixed"], files["moving"], "-o", str(out), "--method", "rigid",
                           "--labels", files["moving_mask"], "--fixed-labels", files["fixed_mask"]])
     assert code == 0, capsys.readouterr().err
-    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "transform.tfm", "warped.nii.gz",
-                                                     "warped_labels.nii.gz"]
+    assert sorted(p.name for p in out.iterdir()) == ["figures", "metrics.json", "report.html", "transform.tfm",
+                                                     "warped.nii.gz", "warped_labels.nii.gz"]
     m = json.loads((out / "metrics.json").read_text())
     assert m["method"] == "rigid" and m["metric"] == "mattes" and 0 < m["seconds"] < 30
     assert m["metric_after"] < m["metric_before"]
@@ -49,8 +49,8 @@ def test_register_demons_writes_a_displacement_field_and_jacobian(files, tmp_pat
     code = cli_main.main(["register", files["fixed"], files["moving"], "-o", str(out), "--method",
                           "diffeomorphic-demons", "--levels", "2,1", "--iterations", "20", "-q"])
     assert code == 0, capsys.readouterr().err
-    assert {"transform.h5", "displacement.nii.gz", "warped.nii.gz", "metrics.json"} == {p.name for p in
-                                                                                       out.iterdir()}
+    assert {"transform.h5", "displacement.nii.gz", "warped.nii.gz", "metrics.json", "report.html",
+            "figures"} == {p.name for p in out.iterdir()}
     m = json.loads((out / "metrics.json").read_text())
     assert m["method"] == "diffeomorphic_demons" and m["transform_type"] == "CompositeTransform"
     field = read_itk(out / "displacement.nii.gz")

@@ -50,12 +50,13 @@ def test_pairs_csv_registers_every_pair_into_its_folder_with_a_summary(folder, t
     folders = ["hippo_001__hippo_006", "hippo_001__hippo_011", "hippo_006__hippo_011"]
     assert sorted(p.name for p in out.iterdir()) == folders + ["summary.csv", "summary.json"]
     for name in folders[:2]:
-        assert sorted(p.name for p in (out / name).iterdir()) == ["metrics.json", "transform.tfm",
-                                                                  "warped.nii.gz", "warped_labels.nii.gz"]
+        assert sorted(p.name for p in (out / name).iterdir()) == ["figures", "metrics.json", "report.html",
+                                                                  "transform.tfm", "warped.nii.gz",
+                                                                  "warped_labels.nii.gz"]
         fixed = read(folder / "images" / f"{name.split('__')[0]}.nii.gz")
         assert read(out / name / "warped_labels.nii.gz").spatial_shape == fixed.spatial_shape
-    assert sorted(p.name for p in (out / folders[2]).iterdir()) == ["metrics.json", "transform.tfm",
-                                                                   "warped.nii.gz"]
+    assert sorted(p.name for p in (out / folders[2]).iterdir()) == ["figures", "metrics.json", "report.html",
+                                                                   "transform.tfm", "warped.nii.gz"]
     rows = list(csv.DictReader((out / "summary.csv").open()))
     assert [r["pair"] for r in rows] == folders
     for r in rows[:2]:

@@ -8,7 +8,18 @@ Output contract (scripts may rely on it)::
     OUT/transform.h5          bspline/demons: ITK HDF5 composite [pre-alignment, deformable]
     OUT/displacement.nii.gz   bspline/demons: ITK vector displacement field on FIXED's grid (mm, x y z, LPS)
     OUT/metrics.json          method, metric, seconds (registration only, no I/O), metric before/after,
-                              Jacobian statistics (deformable), Dice per label before/after (--fixed-labels)
+                              Jacobian statistics (deformable), Dice per label before/after (--fixed-labels),
+                              inverse consistency, TRE before/after (--fixed-landmarks/--moving-landmarks)
+    OUT/report.html           one self-contained report: inputs, method and settings, metrics, Jacobian summary,
+                              inverse consistency, TRE, the figures (embedded)
+    OUT/figures/*.png         checkerboard.png, difference.png, deformation_grid.png (bspline/demons): the middle
+                              slice of FIXED's grid (2D images: the image)
+
+Landmarks (``--fixed-landmarks F.csv --moving-landmarks M.csv``, single pairs only): one landmark per row, the
+same count and order in both files, physical LPS coordinates in mm (ITK/DICOM world coordinates, as
+``medimg info`` prints the origin). Either a header line naming columns ``x,y,z`` (other columns are ignored,
+e.g. ``name,x,y,z``) or no header and exactly 3 numbers per row (2 for 2D images: ``x,y``). TRE "before" is
+``|f - m|`` per landmark; "after" is ``|T(f) - m|``, with ``T`` the transform (fixed points -> moving points).
 
 With ``--pairs PAIRS.csv`` (columns ``fixed``, ``moving``, optional ``moving_labels``, ``fixed_labels``,
 ``fixed_mask``, ``moving_mask``; relative paths are relative to the CSV's folder) every row is checked before
@@ -48,9 +59,12 @@ class Pair:
     moving_mask: str | None = None
     where: str = ""  # "PAIRS.csv line 3: " for CSV rows, "" on the command line
 
+    fixed_landmarks: str | None = None
+    moving_landmarks: str | None = None
+
     def inputs(self) -> list[str]:
         return [p for p in (self.fixed, self.moving, self.moving_labels, self.fixed_labels, self.fixed_mask,
-                            self.moving_mask) if p]
+                            self.moving_mask, self.fixed_landmarks, self.moving_landmarks) if p]
 
     def folder(self) -> str:
         return f"{_stem(self.fixed)}__{_stem(self.moving)}"
@@ -70,7 +84,9 @@ def add_parser(subparsers, *, parents, help: str) -> None:  # noqa: A002 - argpa
         description="Register MOVING onto FIXED with SimpleITK (multi-resolution; Mattes MI, NCC or mean "
         "squares; rigid, affine, B-spline free-form or demons after an affine pre-alignment) and write "
         "OUT/warped.nii.gz, OUT/transform.tfm|.h5, OUT/displacement.nii.gz (deformable), "
-        "OUT/warped_labels.nii.gz (--labels) and OUT/metrics.json. Demons assumes the same modality. "
+        "OUT/warped_labels.nii.gz (--labels), OUT/metrics.json, OUT/report.html and OUT/figures/*.png; TRE with "
+        "--fixed-landmarks/--moving-landmarks (LPS mm, header x,y,z or 3 numbers per row). Demons assumes the same "
+        "modality. "
         "With --pairs PAIRS.csv (columns fixed, moving, optional moving_labels, fixed_labels, fixed_mask, "
         "moving_mask; paths relative to the CSV) every pair goes to OUT/<fixed stem>__<moving stem>/ and "
         "OUT/summary.csv and OUT/summary.json list them all.",
@@ -98,6 +114,10 @@ def add_parser(subparsers, *, parents, help: str) -> None:  # noqa: A002 - argpa
     p.add_argument("--bspline-grid-mm", type=float, default=40.0, help="B-spline control point spacing (mm)")
     p.add_argument("--sampling", type=float, default=0.2, help="fraction of fixed voxels sampled by the metric")
     p.add_argument("--seed", type=int, default=0, help="seed of the metric sampling (written to metrics.json)")
+    p.add_argument("--fixed-landmarks", metavar="F.csv",
+                   help="landmarks in FIXED (LPS mm; header x,y,z, or 3 numbers per row): TRE before/after")
+    p.add_argument("--moving-landmarks", metavar="M.csv",
+                   help="the corresponding landmarks in MOVING, same count and order as --fixed-landmarks")
 
 
 def _levels(text: str) -> tuple[int, ...]:
@@ -137,6 +157,122 @@ def label_dice(fixed_labels, labels) -> dict[str, Any]:
     ids = [int(v) for v in np.unique(ref) if v != 0]
     per = {str(i): float(dice(pred, ref, label=i)) for i in ids}
     return {"per_label": per, "mean": float(np.mean(list(per.values()))) if per else None}
+
+
+# ---- landmarks -------------------------------------------------------------------------------------------------
+def read_landmarks(path: str, option: str):
+    """Read a landmark CSV into an (N, 2 or 3) float array (LPS mm), one row per landmark.
+
+    Accepted: a header line with columns ``x``, ``y`` (and ``z``) (case-insensitive; other columns ignored),
+    or no header and 2 or 3 numbers per row. Blank lines and lines starting with ``#`` are skipped.
+
+    Raises:
+        ImageReadError: the file is missing or not UTF-8 text.
+        InvalidParameterError (naming ``option`` and the file): no rows, a non-numeric cell, a row with another
+            number of columns, a header without x and y columns.
+    """
+    import csv
+
+    import numpy as np
+
+    from medimg.core.errors import ImageReadError, InvalidParameterError
+    from medimg.io._files import check_input
+
+    p = check_input(path, allow_dir=False)
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ImageReadError("cannot read the landmark file", path=p, expected="a UTF-8 CSV text file",
+                             found=f"{type(exc).__name__}: {exc}", fix="save it as UTF-8 CSV") from exc
+    fmt = "a header x,y,z and one landmark per row, or 3 numbers per row without header (LPS mm)"
+
+    def bad(what: str, found: Any, fix: str) -> InvalidParameterError:
+        return InvalidParameterError(what, path=path, parameter=option, expected=fmt, found=found, fix=fix)
+
+    rows = [(n, [c.strip() for c in r]) for n, r in enumerate(csv.reader(text.splitlines()), 1)
+            if r and any(c.strip() for c in r) and not r[0].lstrip().startswith("#")]
+    if not rows:
+        raise bad("the landmark file has no rows", "an empty file", "write one landmark per row")
+
+    def numbers(cells: list[str]) -> list[float] | None:
+        try:
+            return [float(c) for c in cells]
+        except ValueError:
+            return None
+
+    columns: list[int] | None = None
+    first_line, first = rows[0]
+    if numbers(first) is None:  # a header
+        names = [c.lower() for c in first]
+        if "x" not in names or "y" not in names:
+            raise bad("the landmark header has no x and y columns", f"header {','.join(first)}",
+                      "name the coordinate columns x,y,z")
+        columns = [names.index(a) for a in ("x", "y", "z") if a in names]
+        rows = rows[1:]
+        if not rows:
+            raise bad("the landmark file has no rows", "only a header", "add one landmark per row")
+    width = None
+    points = []
+    for line, cells in rows:
+        if columns is not None:
+            if len(cells) <= max(columns):
+                raise bad(f"line {line}: too few columns", f"{len(cells)} column(s)",
+                          f"give a value for every header column on line {line}")
+            cells = [cells[i] for i in columns]
+        elif len(cells) not in (2, 3) or (width is not None and len(cells) != width):
+            raise bad(f"line {line}: {len(cells)} columns", f"{len(cells)} column(s): {','.join(cells)[:60]}",
+                      f"give x,y,z on line {line} (or add a header x,y,z)")
+        width = len(cells)
+        vals = numbers(cells)
+        if vals is None or not all(np.isfinite(vals)):
+            raise bad(f"line {line}: a coordinate is not a number", repr(",".join(cells)[:60]),
+                      f"correct line {line} (numbers in mm, '.' as decimal point)")
+        points.append(vals)
+    return np.asarray(points, dtype=float)
+
+
+def _check_landmarks(fixed_path: str, moving_path: str):
+    """Both landmark files, checked against each other; the (N, D) arrays."""
+    from medimg.core.errors import InvalidParameterError
+
+    f = read_landmarks(fixed_path, "--fixed-landmarks")
+    m = read_landmarks(moving_path, "--moving-landmarks")
+    if f.shape != m.shape:
+        what = "different numbers of landmarks" if len(f) != len(m) else "different numbers of coordinates"
+        raise InvalidParameterError(what, path=moving_path, parameter="--moving-landmarks",
+                                    expected=f"{len(f)} rows of {f.shape[1]} coordinates like {fixed_path}",
+                                    found=f"{len(m)} rows of {m.shape[1]} coordinates",
+                                    fix="give corresponding landmarks, one per row, in the same order in both files")
+    return f, m
+
+
+def _landmarks_for(points, dim: int, option: str, path: str):
+    from medimg.core.errors import InvalidParameterError
+
+    if points.shape[1] < dim:
+        raise InvalidParameterError(f"{dim}D images need {dim} coordinates per landmark", path=path,
+                                    parameter=option, expected="x,y,z columns", found=f"{points.shape[1]} columns",
+                                    fix="add the z coordinate (LPS mm)")
+    return points[:, :dim]
+
+
+def landmark_tre(transform, fixed_points, moving_points) -> dict[str, Any]:
+    """TRE before (identity) and after (``|T(f) - m|``) per landmark, with mean, median and max (mm)."""
+    import numpy as np
+
+    from medimg.metrics.registration import target_registration_error
+
+    mapped = np.array([transform.TransformPoint(tuple(float(v) for v in p)) for p in fixed_points])
+    before = target_registration_error(fixed_points, moving_points)
+    after = target_registration_error(mapped, moving_points)
+
+    def stats(v):
+        return {"mean": float(np.mean(v)), "median": float(np.median(v)), "max": float(np.max(v))}
+
+    return {"n": int(len(before)), "before_mm": stats(before), "after_mm": stats(after),
+            "per_landmark": [{"index": i, "before_mm": float(b), "after_mm": float(a)}
+                             for i, (b, a) in enumerate(zip(before, after))],
+            "definition": "before: |f - m|; after: |T(f) - m|, T the transform (fixed points -> moving), LPS mm"}
 
 
 # ---- the pairs CSV ---------------------------------------------------------------------------------------------
@@ -244,7 +380,15 @@ def register_pair(pair: Pair, args: argparse.Namespace, dest: Path) -> dict[str,
     import SimpleITK as sitk
 
     from medimg import __version__
-    from medimg.classical.registration import displacement_field, jacobian_summary, register, save_transform, warp
+    from medimg.classical.registration import (
+        displacement_field,
+        inverse_consistency,
+        jacobian_summary,
+        register,
+        registration_figures,
+        save_transform,
+        warp,
+    )
     from medimg.core.errors import MedimgError
     from medimg.io import write
     from medimg.io.sitk_bridge import to_sitk
@@ -264,6 +408,12 @@ def register_pair(pair: Pair, args: argparse.Namespace, dest: Path) -> dict[str,
         ):
             if other is not None:
                 _on_grid(image, other, name, option, path)
+        landmarks = None
+        if pair.fixed_landmarks and pair.moving_landmarks:
+            f_pts, m_pts = _check_landmarks(pair.fixed_landmarks, pair.moving_landmarks)
+            dim = 2 if fixed.is_2d else 3
+            landmarks = (_landmarks_for(f_pts, dim, "--fixed-landmarks", pair.fixed_landmarks),
+                         _landmarks_for(m_pts, dim, "--moving-landmarks", pair.moving_landmarks))
         result = register(fixed, moving, method=method, metric=args.metric, init=args.init, fixed_mask=fixed_mask,
                           moving_mask=moving_mask, levels=_levels(args.levels), iterations=args.iterations,
                           bspline_grid_mm=args.bspline_grid_mm, sampling_fraction=args.sampling, seed=args.seed)
@@ -280,13 +430,18 @@ def register_pair(pair: Pair, args: argparse.Namespace, dest: Path) -> dict[str,
     if deformable:
         field = displacement_field(result)
         summary["jacobian"] = jacobian_summary(field)
+    summary["inverse_consistency"] = inverse_consistency(result)
+    if landmarks is not None:
+        summary["fixed_landmarks"], summary["moving_landmarks"] = pair.fixed_landmarks, pair.moving_landmarks
+        summary["tre"] = landmark_tre(result.transform, *landmarks)
+    identity = sitk.Transform(2 if fixed.is_2d else 3, sitk.sitkIdentity)
+    figures = registration_figures(result, warp(moving, identity, fixed, labels=False))
     warped_labels = None
     if labels is not None:
         warped_labels = warp(labels, result.transform, fixed, labels=True)
         summary["labels"] = pair.moving_labels
     if fixed_labels is not None and labels is not None:
-        dim = 2 if fixed.is_2d else 3
-        before = warp(labels, sitk.Transform(dim, sitk.sitkIdentity), fixed, labels=True)
+        before = warp(labels, identity, fixed, labels=True)
         d_before, d_after = label_dice(fixed_labels, before), label_dice(fixed_labels, warped_labels)
         summary["fixed_labels"] = pair.fixed_labels
         summary["dice"] = {
@@ -303,11 +458,81 @@ def register_pair(pair: Pair, args: argparse.Namespace, dest: Path) -> dict[str,
     if field is not None:
         # an ITK vector image (NIfTI intent "vector"), as ITK, ANTs and 3D Slicer read displacement fields
         sitk.WriteImage(to_sitk(field), str(dest / "displacement.nii.gz"), useCompression=True)
-    summary["outputs"] = sorted(p.name for p in dest.iterdir()) + ["metrics.json"]
+    _write_figures(figures, dest / "figures")
+    summary["outputs"] = sorted(p.name for p in dest.iterdir()) + ["metrics.json", "report.html"]
+    (dest / "report.html").write_text(_report_html(summary, figures, fixed, moving), encoding="utf-8")
     summary["seconds_postprocess"] = time.perf_counter() - t0
     (dest / "metrics.json").write_text(json.dumps(_jsonable(summary), indent=2, allow_nan=False) + "\n",
                                        encoding="utf-8")
     return summary
+
+
+def _figure_name(caption: str) -> str:
+    return caption.replace(" ", "_") + ".png"
+
+
+def _write_figures(figures: dict[str, Any], folder: Path) -> None:
+    from medimg.report.html import png_bytes
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for caption, rgb in figures.items():
+        (folder / _figure_name(caption)).write_bytes(png_bytes(rgb))
+
+
+def _report_html(m: dict[str, Any], figures: dict[str, Any], fixed, moving) -> str:
+    """The pair's report.html: inputs, method and settings, metrics, Jacobian, inverse consistency, TRE, figures."""
+    import json
+
+    import SimpleITK as sitk
+
+    from medimg import __version__
+    from medimg.report.html import ReportSection, render_html
+
+    def image_items(image) -> dict[str, Any]:
+        return {"shape (Z, Y, X)": list(image.spatial_shape), "spacing (mm)": list(image.geometry.spacing),
+                "origin (mm, LPS)": list(image.geometry.origin)}
+
+    inputs: dict[str, Any] = {"fixed": m["fixed"], **{f"fixed {k}": v for k, v in image_items(fixed).items()},
+                              "moving": m["moving"], **{f"moving {k}": v for k, v in image_items(moving).items()}}
+    for key in ("labels", "fixed_labels", "fixed_landmarks", "moving_landmarks"):
+        if m.get(key):
+            inputs[key.replace("_", " ")] = m[key]
+    params = {k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in m["params"].items()}
+    sections = [
+        ReportSection("Inputs", items=inputs),
+        ReportSection("Method and settings", text=f"{m['method']} registration ({m['transform_type']}), "
+                      f"metric {m['metric']}. The transform maps fixed points (LPS mm) into the moving image.",
+                      items=params),
+    ]
+    metrics: dict[str, Any] = {"metric before": m["metric_before"], "metric after": m["metric_after"],
+                               "iterations": m["iterations"], "seconds (registration only)": m["seconds"],
+                               "stop condition": m["stop_condition"]}
+    if "dice" in m:
+        metrics["mean Dice before"] = m["dice"]["mean_before"]
+        metrics["mean Dice after"] = m["dice"]["mean_after"]
+    records = [{"label": k, "Dice before": v["before"], "Dice after": v["after"]}
+               for k, v in (m.get("dice") or {}).get("per_label", {}).items()]
+    sections.append(ReportSection("Metrics", text="Lower is better for all similarity metrics (ITK negates NCC "
+                                  "and mutual information). Dice before: moving labels on the fixed grid without "
+                                  "any transform." if "dice" in m else "Lower is better for all similarity "
+                                  "metrics (ITK negates NCC and mutual information).", items=metrics,
+                                  records=records))
+    if "jacobian" in m:
+        sections.append(ReportSection("Jacobian determinant", text="Determinant of the Jacobian of T over the "
+                                      "fixed grid; det <= 0 is folding.", items=m["jacobian"]))
+    ic = dict(m["inverse_consistency"])
+    sections.append(ReportSection("Inverse consistency", text=ic.pop("definition"), items=ic))
+    if "tre" in m:
+        t = m["tre"]
+        sections.append(ReportSection(
+            "Target registration error", text=f"{t['n']} landmarks. {t['definition']}.",
+            items={f"{k} {s} (mm)": t[f"{k}_mm"][s] for k in ("before", "after") for s in ("mean", "median", "max")},
+            records=t["per_landmark"]))
+    sections.append(ReportSection("Figures", text="Middle slice of the fixed grid (2D images: the image); also in "
+                                  "figures/.", figures=figures))
+    sections.append(ReportSection("Outputs", items={name: "" for name in m["outputs"]}))
+    return render_html(f"Registration: {Path(m['moving']).name} onto {Path(m['fixed']).name}", sections,
+                       software={"medimg": __version__, "SimpleITK": sitk.Version.VersionString()})
 
 
 def _summary_row(folder: str, m: dict[str, Any]) -> dict[str, Any]:
@@ -326,6 +551,12 @@ def _print_pair(m: dict[str, Any], prefix: str = "") -> None:
         j = m["jacobian"]
         print(f"{prefix}Jacobian: folding fraction {j['folding_fraction']:.4g}, std log-Jacobian "
               f"{j['std_log_jacobian']:.4g}")
+    ic = m["inverse_consistency"]
+    print(f"{prefix}inverse consistency: mean {ic['mean_mm']:.3g} mm, max {ic['max_mm']:.3g} mm")
+    if "tre" in m:
+        t = m["tre"]
+        print(f"{prefix}TRE over {t['n']} landmarks: mean {t['before_mm']['mean']:.3f} -> {t['after_mm']['mean']:.3f}"
+              f" mm, max {t['before_mm']['max']:.3f} -> {t['after_mm']['max']:.3f} mm")
     if "dice" in m:
         print(f"{prefix}mean Dice over {len(m['dice']['per_label'])} labels: {m['dice']['mean_before']:.4f}"
               f" -> {m['dice']['mean_after']:.4f}")
@@ -339,13 +570,15 @@ def _check_args(args: argparse.Namespace) -> None:
     if args.pairs:
         given = [n for n, v in (("FIXED/MOVING", args.fixed or args.moving), ("--labels", args.labels),
                                 ("--fixed-labels", args.fixed_labels), ("--fixed-mask", args.fixed_mask),
-                                ("--moving-mask", args.moving_mask)) if v]
+                                ("--moving-mask", args.moving_mask), ("--fixed-landmarks", args.fixed_landmarks),
+                                ("--moving-landmarks", args.moving_landmarks)) if v]
         if given:
             raise InvalidParameterError(f"{given[0]} cannot be given with --pairs", parameter="--pairs",
                                         expected="either FIXED MOVING or --pairs PAIRS.csv",
                                         found=f"--pairs and {', '.join(given)}",
                                         fix="put the files into the CSV (columns fixed, moving, moving_labels, "
-                                        "fixed_labels, fixed_mask, moving_mask) or drop --pairs")
+                                        "fixed_labels, fixed_mask, moving_mask; landmarks are for single pairs) "
+                                        "or drop --pairs")
         return
     if not (args.fixed and args.moving):
         raise InvalidParameterError("FIXED and MOVING are needed", parameter="FIXED MOVING",
@@ -356,6 +589,13 @@ def _check_args(args: argparse.Namespace) -> None:
         raise InvalidParameterError("--fixed-labels needs --labels", parameter="--fixed-labels",
                                     expected="--labels MOVING_LABELS too", found="only --fixed-labels",
                                     fix="give the moving image's label map with --labels")
+    if bool(args.fixed_landmarks) != bool(args.moving_landmarks):
+        given, other = (("--fixed-landmarks", "--moving-landmarks") if args.fixed_landmarks
+                        else ("--moving-landmarks", "--fixed-landmarks"))
+        raise InvalidParameterError(f"{given} needs {other}", parameter=other, expected="both landmark files",
+                                    found=f"only {given}", fix=f"give the corresponding landmarks with {other}")
+    if args.fixed_landmarks:
+        _check_landmarks(args.fixed_landmarks, args.moving_landmarks)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -365,7 +605,8 @@ def run(args: argparse.Namespace) -> int:
     if args.pairs:
         return _run_pairs(args)
     pair = Pair(fixed=args.fixed, moving=args.moving, moving_labels=args.labels, fixed_labels=args.fixed_labels,
-                fixed_mask=args.fixed_mask, moving_mask=args.moving_mask)
+                fixed_mask=args.fixed_mask, moving_mask=args.moving_mask, fixed_landmarks=args.fixed_landmarks,
+                moving_landmarks=args.moving_landmarks)
     for p in pair.inputs():
         check_input(p, allow_dir=True)
     with atomic_output_dir(args.out, inputs=pair.inputs()) as tmp:
