@@ -175,15 +175,9 @@ def read_landmarks(path: str, option: str):
 
     import numpy as np
 
-    from medimg.core.errors import ImageReadError, InvalidParameterError
-    from medimg.io._files import check_input
+    from medimg.core.errors import InvalidParameterError
 
-    p = check_input(path, allow_dir=False)
-    try:
-        text = p.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ImageReadError("cannot read the landmark file", path=p, expected="a UTF-8 CSV text file",
-                             found=f"{type(exc).__name__}: {exc}", fix="save it as UTF-8 CSV") from exc
+    text = _read_text(path, "landmark file")
     fmt = "a header x,y,z and one landmark per row, or 3 numbers per row without header (LPS mm)"
 
     def bad(what: str, found: Any, fix: str) -> InvalidParameterError:
@@ -293,15 +287,11 @@ def read_pairs(csv_path: str) -> list[Pair]:
     """
     import csv
 
-    from medimg.core.errors import ImageReadError, MedimgError
+    from medimg.core.errors import MedimgError
     from medimg.io._files import check_input, same_path
 
     p = check_input(csv_path, allow_dir=False)
-    try:
-        text = p.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ImageReadError("cannot read the pairs CSV", path=p, expected="a UTF-8 text file",
-                             found=f"{type(exc).__name__}: {exc}", fix="save it as UTF-8 CSV") from exc
+    text = _read_text(p, "pairs CSV")
     reader = csv.DictReader(text.splitlines())
     header = [h.strip() for h in (reader.fieldnames or []) if h is not None]
     if not header:
@@ -667,3 +657,16 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, list):
         return [_jsonable(v) for v in value]
     return value
+
+
+def _read_text(path: Any, what: str) -> str:
+    """The text of a small UTF-8 CSV input (BOM allowed), or one clear error naming the file."""
+    from medimg.core.errors import ImageReadError
+    from medimg.io._files import check_input
+
+    p = check_input(path, allow_dir=False)
+    try:
+        return p.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ImageReadError(f"cannot read the {what}", path=p, expected="a UTF-8 CSV text file",
+                             found=f"{type(exc).__name__}: {exc}", fix="save it as UTF-8 CSV") from exc
