@@ -23,13 +23,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "preprocess": ("medimg.cli.cmd_preprocess", "window, normalise, resample, reorient, crop, filter, N4"),
     "deid": ("medimg.cli.cmd_deid", "de-identify DICOM files (PS3.15 Annex E basic profile)"),
     "segment": ("medimg.cli.cmd_segment", "classical segmentation: thresholds, region growing, FCM, graph cut, "
-                "watershed, level sets, SLIC"),
+                "watershed, level sets, SLIC, (multi-)atlas"),
     "measure": ("medimg.cli.cmd_measure", "volumes, areas, diameters and intensity statistics per label in "
                 "mm/mL/HU"),
     "evaluate": ("medimg.cli.cmd_evaluate", "compare predicted and reference masks: Dice, HD95, ASSD, NSD, ... "
                  "per case and class"),
-    "verify": ("medimg.cli.cmd_verify", "check a training dataset (grids, label values, channels, NaNs) and list "
-               "every problem"),
+    "verify": ("medimg.cli.cmd_verify", "check a segmentation or classification training dataset and list every "
+               "problem"),
     "train": ("medimg.cli.cmd_train", "train a self-configuring model: segment (nnU-Net or 2D layout) or classify"),
     "predict": ("medimg.cli.cmd_predict", "segment or classify files, folders or DICOM series with a model"),
     "models": ("medimg.cli.cmd_models", "list the models that ship with medimg"),
