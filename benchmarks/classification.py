@@ -243,15 +243,10 @@ def evaluate_model(model_dir: Path, inputs: Any, *, folds: list[str] | None = No
 
 def _write_section(name: str, section: dict[str, Any]) -> None:
     import torch
+    from _results import write_section
 
-    data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    section["machine"] = {"python": platform.python_version(), "torch": torch.__version__,
-                          "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine()}
-    section["measured"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    data[name] = section
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(data, indent=1))
-    print(f"wrote section '{name}' of {RESULTS}")
+    write_section(RESULTS, name, section, {"torch": torch.__version__, "threads": torch.get_num_threads(),
+                                           "cpu": platform.processor() or platform.machine()})
 
 
 def adrenal(args: argparse.Namespace) -> None:

@@ -27,9 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
-import time
 from pathlib import Path
 from typing import Any
 
@@ -44,15 +42,10 @@ PAIRS = HERE / "splits" / "hippocampus_pairs.json"
 
 def _write_section(name: str, section: dict[str, Any]) -> None:
     import SimpleITK as sitk
+    from _results import write_section
 
-    data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    section["machine"] = {"python": platform.python_version(), "simpleitk": sitk.Version_VersionString(),
-                          "itk_threads": sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()}
-    section["measured"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    data[name] = section
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(data, indent=1))
-    print(f"wrote section '{name}' of {RESULTS}")
+    write_section(RESULTS, name, section, {"simpleitk": sitk.Version_VersionString(),
+                                           "itk_threads": sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()})
 
 
 def _mean_dice(a: np.ndarray, b: np.ndarray, labels) -> float:

@@ -226,42 +226,20 @@ def write_analysis(image, result, out: Path, *, source: str, inputs: list[str], 
 
 
 def _write_explanation(pred, image, folder: Path) -> tuple[dict[str, str], Any]:
-    """Write ``folder/<stem>.png`` (2D overlay, 3D montage) and ``<stem>.nii.gz`` (the map on the image's grid).
-
-    Returns the file names relative to OUT and the figure as (H, W, 3) uint8 for the report; ({}, None) when the
-    prediction has no map.
-    """
+    """Write the explanation files of ``pred`` into ``folder`` (as ``medimg predict`` does) and return their
+    names relative to OUT and the figure as (H, W, 3) uint8 for the report; ({}, None) without a map."""
     import numpy as np
     from PIL import Image as PILImage
 
-    from medimg.core.enums import Kind
-    from medimg.explain.figures import saliency_montage_png, saliency_overlay_png
-    from medimg.io import write
-    from medimg.report.classification import decision_text
-    from medimg.tasks.classify.predict import safe_file_stem
+    from medimg.tasks.classify.predict import safe_file_stem, write_explanation
 
     if pred.saliency is None:
         return {}, None
-    saliency = pred.saliency_on_input()  # (Y, X) or (Z, Y, X) on the image's grid
-    voxels = np.asarray(image.voxels, np.float32)
-    voxels = voxels[:, 0] if saliency.ndim == 2 else voxels
-    shown = (voxels[:3] if voxels.shape[0] >= 3 else voxels[:1]).mean(axis=0)
-    title = (f"{decision_text(pred.pred)} (p={pred.confidence:.2f}); {pred.explain_method}: "
-             f"{pred.explained_class}")[:80]
-    stem = safe_file_stem(pred.id)
-    png, nifti = folder / f"{stem}.png", folder / f"{stem}.nii.gz"
-    if saliency.ndim == 2:
-        saliency_overlay_png(shown, saliency, png, title=title)
-    else:
-        saliency_montage_png(shown, saliency, png, n_slices=min(6, saliency.shape[0]), title=title)
-    vox = saliency[None, None] if saliency.ndim == 2 else saliency[None]
-    write(image.derive(vox.astype(np.float32), operation="classification_saliency", kind=Kind.INTENSITY,
-                       metadata={"saliency_method": pred.explain_method, "explained_class": pred.explained_class,
-                                 "sample_id": pred.id},
-                       params={"method": pred.explain_method, "class": pred.explained_class}), nifti)
-    with PILImage.open(png) as fig:
+    folder.mkdir(parents=True, exist_ok=True)
+    files = write_explanation(pred, image, folder, safe_file_stem(pred.id))
+    with PILImage.open(folder.parent / files["png"]) as fig:
         figure = np.asarray(fig.convert("RGB"))
-    return {"png": f"{folder.name}/{png.name}", "nifti": f"{folder.name}/{nifti.name}"}, figure
+    return files, figure
 
 
 def _report_columns(records: list[dict[str, Any]]) -> list[str]:

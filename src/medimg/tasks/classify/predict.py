@@ -53,6 +53,7 @@ __all__ = [
     "safe_file_stem",
     "write_predictions",
     "prediction_metrics",
+    "write_explanation",
 ]
 
 #: Values of ``uncertainty=`` in :func:`predict_samples`.
@@ -924,13 +925,18 @@ def _as_display(original: Image | np.ndarray | None, pred: ClassPrediction) -> t
     return channels.mean(axis=0), pred.saliency_on_input(), image
 
 
-def _write_explanation(pred: ClassPrediction, original: Any, folder: Path, stem: str) -> dict[str, str]:
+def write_explanation(pred: ClassPrediction, original: Any, folder: Path, stem: str) -> dict[str, str]:
+    """Write the explanation of one prediction: ``folder/<stem>.png`` (2D: overlay on the image; 3D: montage of
+    the most salient slices) and ``folder/<stem>.nii.gz`` (the map, on the grid and geometry of ``original`` when
+    it is an Image, else on the network's input grid). ``original``: the sample as given (Image or array), or
+    None. Returns the two paths relative to ``folder``'s parent, as ``{"png": ..., "nifti": ...}``.
+    """
     from medimg.explain.figures import saliency_montage_png, saliency_overlay_png
     from medimg.io import write
+    from medimg.report.classification import decision_text
 
     shown, sal, image = _as_display(original, pred)
-    decision = pred.pred if isinstance(pred.pred, str) else "+".join(pred.pred) or "none"
-    title = f"{decision} (p={pred.confidence:.2f}); {pred.explain_method}: {pred.explained_class}"
+    title = f"{decision_text(pred.pred)} (p={pred.confidence:.2f}); {pred.explain_method}: {pred.explained_class}"
     png = folder / f"{stem}.png"
     if sal.ndim == 2:
         saliency_overlay_png(shown, sal, png, title=title[:80])
@@ -946,7 +952,7 @@ def _write_explanation(pred: ClassPrediction, original: Any, folder: Path, stem:
         sal_img = Image.from_array(vox.astype(np.float32), metadata=meta)
     nii = folder / f"{stem}.nii.gz"
     write(sal_img, nii)
-    return {"png": f"explain/{png.name}", "nifti": f"explain/{nii.name}"}
+    return {"png": f"{folder.name}/{png.name}", "nifti": f"{folder.name}/{nii.name}"}
 
 
 def _fmt_label(value: Any) -> str:
@@ -1058,7 +1064,7 @@ def write_predictions(preds: Sequence[ClassPrediction], out_dir: str | os.PathLi
                     stem, k = f"{base}_{k}", k + 1
                 used.add(stem.lower())
                 explain_dir.mkdir(exist_ok=True)
-                record["explain"].update(_write_explanation(pred, _original(images, n, pred), explain_dir, stem))
+                record["explain"].update(write_explanation(pred, _original(images, n, pred), explain_dir, stem))
             records.append(record)
         class_names = list(preds[0].class_names) if preds else []
         with_label = any(p.label is not None for p in preds)

@@ -675,15 +675,6 @@ def train_classification(data: str | os.PathLike[str], out_dir: str | os.PathLik
         options = dataclasses.replace(options, overrides=tuple(options.overrides) + copied)
         pretrained = (state_dict, source_name)
     plan = _plan(ds, out, options)
-    if pretrained is not None:  # check the match before anything is written
-        probe = build_classifier(ClassifierSpec(**plan.network_kwargs()))
-        match = transfer_weights(probe, pretrained[0])
-        if match["fraction"] < 0.5:
-            raise InvalidParameterError(
-                "the starting model's network does not match the plan", parameter="--init",
-                expected="the same network (model, width, stem, SE) for at least half of the weights",
-                found=f"{match['fraction']:.0%} of the weights of {pretrained[1]} fit",
-                fix="drop the --set overrides of model/model_width/stem/se, or start from another model")
     multilabel = plan.task == "multilabel"
     new_splits = None
     if options.fold == "all":
@@ -713,6 +704,20 @@ def train_classification(data: str | os.PathLike[str], out_dir: str | os.PathLik
                                     expected="at least 2 classes", found=f"{len(train_pos)} samples of one class",
                                     fix="use fewer folds or more samples")
     data_gb = _check_memory(len(train_pos) + len(val_pos), plan, options.max_data_gb)
+    seeds = _derived_seeds(plan.seed, fold_index)
+    torch.manual_seed(seeds["init"])
+    model = build_classifier(ClassifierSpec(**plan.network_kwargs()))
+    transfer = None
+    if pretrained is not None and not options.resume:
+        transfer = transfer_weights(model, pretrained[0])
+        if transfer["fraction"] < 0.5:
+            raise InvalidParameterError(
+                "the starting model's network does not match the plan", parameter="--init",
+                expected="the same network (model, width, stem, SE) for at least half of the weights",
+                found=f"{transfer['fraction']:.0%} of the weights of {pretrained[1]} fit",
+                fix="drop the --set overrides of model/model_width/stem/se, or start from another model")
+        logger.info("started from %s: %.0f%% of the weights (fresh: %s)", pretrained[1], 100 * transfer["fraction"],
+                    ", ".join(transfer["kept_fresh"]) or "none")
     # every check passed: from here on the model folder is written
     out.mkdir(parents=True, exist_ok=True)
     plan.save(out / "plan.json")
@@ -726,14 +731,6 @@ def train_classification(data: str | os.PathLike[str], out_dir: str | os.PathLik
     x_val = _preprocess(val_source, val_pos, plan, "validation samples") if val_pos else None
     y_val = _labels_array(val_source, val_pos) if val_pos else None
 
-    seeds = _derived_seeds(plan.seed, fold_index)
-    torch.manual_seed(seeds["init"])
-    model = build_classifier(ClassifierSpec(**plan.network_kwargs()))
-    transfer = None
-    if pretrained is not None and not options.resume:
-        transfer = transfer_weights(model, pretrained[0])
-        logger.info("started from %s: %.0f%% of the weights (fresh: %s)", pretrained[1], 100 * transfer["fraction"],
-                    ", ".join(transfer["kept_fresh"]) or "none")
     optimizer = make_optimizer(model.parameters(), plan.optimizer, plan.learning_rate, plan.weight_decay)
     ckpt_path = fold_dir / "checkpoint.pt"
     state = None
