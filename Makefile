@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench lint clean venv zoo-hippocampus zoo-adrenal zoo-busi
+.PHONY: demo test bench lint clean venv zoo-hippocampus zoo-adrenal zoo-busi zoo-hippocampus-registration
 
 venv: $(STAMP)
 
@@ -60,6 +60,18 @@ zoo-adrenal: $(STAMP)
 	for k in 0 1 2; do mkdir -p src/medimg/zoo/adrenalmnist3d/fold_$$k && cd runs/cls/adrenal28/fold_$$k && \
 	    cp model.pt metrics.json calibration.json reliability.png training_curve.png \
 	    ../../../../src/medimg/zoo/adrenalmnist3d/fold_$$k/ && cd ../../../.. || exit 1; done
+
+# The learned hippocampus registration model: fold 0 of the segmentation model's split, so that the registration
+# benchmark's pairs (drawn from that fold's validation cases) stay unseen; then the benchmark's learned rows.
+zoo-hippocampus-registration: $(STAMP)
+	$(BIN)/medimg train register $(or $(MEDIMG_DATA),../shared/data)/hippocampus -o runs/reg/hippocampus \
+	    --fold 0 --minutes 40 --seed 0 --splits src/medimg/zoo/hippocampus/splits.json
+	rm -rf src/medimg/zoo/hippocampus_registration/fold_*
+	mkdir -p src/medimg/zoo/hippocampus_registration/fold_0
+	cp runs/reg/hippocampus/plan.json runs/reg/hippocampus/splits.json src/medimg/zoo/hippocampus_registration/
+	cd runs/reg/hippocampus/fold_0 && cp model.pt metrics.json training_curve.png \
+	    ../../../../src/medimg/zoo/hippocampus_registration/fold_0/
+	$(BIN)/python benchmarks/registration.py hippocampus
 
 # Train the BUSI classifier locally (its weights are not shipped: the licence of the data copy is unconfirmed).
 # The folder src/medimg/zoo/busi/ is git-ignored; `medimg models` lists it as ready once this has run.

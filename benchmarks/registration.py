@@ -1,8 +1,11 @@
-"""Classical registration benchmarks (issue 6): hippocampus pairs, a real brain with known deformations, and a
-cross-modal rigid recovery. Every method is `medimg.classical.register` (SimpleITK's framework).
+"""Registration benchmarks (issue 6): hippocampus pairs, a real brain with known deformations, and a cross-modal
+rigid recovery. Classical methods are `medimg.classical.register` (SimpleITK's framework); "learned" is the zoo's
+hippocampus_registration model (`medimg.tasks.register.LearnedRegistration`, trained by
+`make zoo-hippocampus-registration` on fold 0 training cases only).
 
-    python benchmarks/registration.py hippocampus [--pairs 20]   # inter-subject MRI crops (Learn2Reg 2020 task 4 data)
-    python benchmarks/registration.py brain [--deformations 2]  # VoxelMorph T1 warped by known smooth fields
+    python benchmarks/registration.py hippocampus [--pairs 20] [--model DIR]  # inter-subject MRI crops (L2R 2020 t4)
+    python benchmarks/registration.py brain [--deformations 2] [--model DIR]  # VoxelMorph T1, known smooth fields
+    python benchmarks/registration.py brain-train-data [--out runs/reg/brain_mri_nifti]  # data of the learned model
     python benchmarks/registration.py crossmodal [--trials 3]   # T1 post vs T2 after a known rigid misalignment
     python benchmarks/tables.py registration
 
@@ -11,12 +14,16 @@ cross-modal rigid recovery. Every method is `medimg.classical.register` (SimpleI
    can be scored on the same pairs; never a case with itself. Dice of labels 1 and 2 (mean) between the fixed
    labels and the moving labels warped (nearest neighbour), before (identity in physical space: the crops sit
    wherever their scans put them), after affine, B-spline and demons (each pre-aligned by affine with moments
-   initialisation); folding fraction of the deformable fields; seconds per pair (registration only).
+   initialisation), after learned (one network pass after centre alignment) and learned_affine (the same network
+   after the classical affine); folding fraction of the deformable fields; seconds per pair (registration only,
+   no I/O; learned: after one untimed warm-up pair, the model loaded once, as `medimg register --pairs` does).
 2. Brain: the VoxelMorph test scan (1 mm, 160x192x224, 30 evaluation labels), downsampled to 2 mm for time, is
    warped by a random smooth B-spline deformation S (seeded, control points every 40 mm, displacement std 3 mm):
    moving(y) = fixed(S(y)). A registration T should satisfy S(T(x)) = x, so the recovered-field error is
    |S(T(x)) - x| (mm) at 5,000 random brain voxels; Dice over the 30 labels between the fixed labels and the
-   moving labels warped back.
+   moving labels warped back. "learned" (with --model) is a supervised model trained only on simulated fields of
+   another patient's scans (brain_mri_dicom T1 pre/post, T2, FLAIR, written as NIfTI by `brain-train-data`;
+   recipe in BENCHMARKS.md): the evaluation brain is never seen in training.
 3. Cross-modal: brain_mri_dicom Study1 T1 post (fixed) and T2 (moving; the series are co-registered), the T2
    moved by a known random rigid transform (up to 5 degrees and 6 mm); Mattes mutual information rigid
    registration; error |S(T(x)) - x| (mm) over brain voxels (T1 above its 60th percentile).
@@ -28,6 +35,7 @@ import argparse
 import json
 import os
 import statistics
+import time
 from pathlib import Path
 from typing import Any
 
@@ -66,8 +74,12 @@ def hippocampus(args: argparse.Namespace) -> None:
 
     from medimg.classical.registration import register, warp
     from medimg.io import read
+    from medimg.tasks.register.predict import LearnedRegistration
 
     root = DATA / "hippocampus"
+    t_load = time.perf_counter()
+    learned = LearnedRegistration.load(args.model)
+    load_s = time.perf_counter() - t_load
     if PAIRS.exists():
         pairs = json.loads(PAIRS.read_text())["pairs"]
     else:
@@ -83,6 +95,9 @@ def hippocampus(args: argparse.Namespace) -> None:
         PAIRS.write_text(json.dumps({"source": "fold 0 validation cases of src/medimg/zoo/hippocampus/splits.json",
                                      "seed": 0, "order": "fixed, moving", "pairs": pairs}, indent=1))
     rows = []
+    methods = ("affine", "bspline", "demons", "learned", "learned_affine")
+    warm = pairs[0]
+    learned.register(*(read(root / "imagesTr" / f"{case}_0000.nii.gz") for case in warm))  # warm-up, untimed
     for fixed_id, moving_id in pairs[: args.pairs]:
         fi, fl = read(root / "imagesTr" / f"{fixed_id}_0000.nii.gz"), read(root / "labelsTr" / f"{fixed_id}.nii.gz")
         mi, ml = read(root / "imagesTr" / f"{moving_id}_0000.nii.gz"), read(root / "labelsTr" / f"{moving_id}.nii.gz")
@@ -90,9 +105,12 @@ def hippocampus(args: argparse.Namespace) -> None:
         row: dict[str, Any] = {"fixed": fixed_id, "moving": moving_id}
         row["before"] = {"dice": _mean_dice(np.asarray(warp(ml, sitk.Transform(3, sitk.sitkIdentity), fi,
                                                             labels=True).voxels[0]), fixed_lab, (1, 2))}
-        for method in ("affine", "bspline", "demons"):
-            res = register(fi, mi, method=method, metric="mattes", init="moments", levels=(2, 1),
-                           bspline_grid_mm=12.0, seed=0)
+        for method in methods:
+            if method.startswith("learned"):
+                res = learned.register(fi, mi, prealign="affine" if method == "learned_affine" else "center")
+            else:
+                res = register(fi, mi, method=method, metric="mattes", init="moments", levels=(2, 1),
+                               bspline_grid_mm=12.0, seed=0)
             warped = np.asarray(warp(ml, res.transform, fi, labels=True).voxels[0])
             entry = {"dice": _mean_dice(warped, fixed_lab, (1, 2)), "seconds": res.seconds,
                      "metric_after": res.metric_after}
@@ -102,16 +120,34 @@ def hippocampus(args: argparse.Namespace) -> None:
         rows.append(row)
         print(fixed_id, moving_id, {k: round(v["dice"], 3) for k, v in row.items() if isinstance(v, dict)})
     summary = {}
-    for method in ("before", "affine", "bspline", "demons"):
+    for method in ("before", *methods):
         d = [r[method]["dice"] for r in rows]
         summary[method] = {"dice_mean": statistics.fmean(d), "dice_std": statistics.pstdev(d)}
         if method != "before":
             summary[method]["seconds_mean"] = statistics.fmean(r[method]["seconds"] for r in rows)
-        if method in ("bspline", "demons"):
+        if method not in ("before", "affine"):
             summary[method]["folding_fraction_mean"] = statistics.fmean(r[method]["folding_fraction"] for r in rows)
+            summary[method]["folding_fraction_max"] = max(r[method]["folding_fraction"] for r in rows)
+    for method in ("learned", "learned_affine"):
+        summary[method]["speedup_vs_bspline"] = summary["bspline"]["seconds_mean"] / summary[method]["seconds_mean"]
+        summary[method]["dice_minus_bspline"] = summary[method]["dice_mean"] - summary["bspline"]["dice_mean"]
     _write_section("hippocampus", {"pairs_file": str(PAIRS.relative_to(REPO)), "n_pairs": len(rows),
-                                   "settings": "Mattes MI, moments init, levels (2, 1), B-spline grid 12 mm, seed 0",
+                                   "settings": "classical: Mattes MI, moments init, levels (2, 1), B-spline grid "
+                                               "12 mm, seed 0; learned: model " + str(args.model) + " (" +
+                                               ", ".join(learned.folds) + "), model load "
+                                               f"{load_s:.2f} s (once, not in seconds per pair)",
+                                   "learned_training": _learned_training(learned.folder),
                                    "summary": summary, "rows": rows})
+
+
+def _learned_training(folder: Path) -> dict[str, Any]:
+    """What the learned model was trained on and how long (from its fold metrics)."""
+    out = {}
+    for m in sorted(folder.glob("fold_*/metrics.json")):
+        d = json.loads(m.read_text())
+        out[m.parent.name] = {k: d.get(k) for k in ("n_train", "n_val", "iterations", "training_minutes",
+                                                    "threads", "mode", "similarity", "prealign")}
+    return out
 
 
 def _random_bspline(reference, *, grid_mm: float, std_mm: float, seed: int):
@@ -160,6 +196,13 @@ def brain(args: argparse.Namespace) -> None:
     fixed = Image.from_array(vol[None], spacing=(2.0, 2.0, 2.0))
     fixed_lab = Image.from_array(seg[None], spacing=(2.0, 2.0, 2.0), kind="label")
     points = _brain_points(fixed, seg > 0, 5000, seed=0)
+    learned = None
+    if args.model:
+        from medimg.tasks.register.predict import LearnedRegistration
+
+        learned = LearnedRegistration.load(args.model)
+        learned.register(fixed, warp(fixed, _random_bspline(to_sitk(fixed), grid_mm=40.0, std_mm=3.0, seed=99),
+                                     fixed))  # warm-up (untimed), on a deformation that is not evaluated
     rows = []
     for k in range(args.deformations):
         true_tx = _random_bspline(to_sitk(fixed), grid_mm=40.0, std_mm=3.0, seed=100 + k)
@@ -171,9 +214,12 @@ def brain(args: argparse.Namespace) -> None:
         ml = np.asarray(moving_lab.voxels[0])
         row["before"] = {"dice": float(np.mean([dice(ml == v, seg == v) for v in eval_labels])),
                          "field_error_mm_mean": float(true_err.mean())}
-        for method in ("affine", "bspline", "demons"):
-            res = register(fixed, moving, method=method, metric="mattes", levels=(4, 2, 1), bspline_grid_mm=20.0,
-                           sampling_fraction=0.05, seed=0)
+        for method in ("affine", "bspline", "demons") + (("learned",) if learned is not None else ()):
+            if method == "learned":
+                res = learned.register(fixed, moving)
+            else:
+                res = register(fixed, moving, method=method, metric="mattes", levels=(4, 2, 1),
+                               bspline_grid_mm=20.0, sampling_fraction=0.05, seed=0)
             back = np.asarray(warp(moving_lab, res.transform, fixed, labels=True).voxels[0])
             err = _composition_error(true_tx, res, points)
             entry = {"dice": float(np.mean([dice(back == v, seg == v) for v in eval_labels])),
@@ -188,7 +234,8 @@ def brain(args: argparse.Namespace) -> None:
     _write_section("brain", {"data": "brain_t1_labels_voxelmorph test_scan, every 2nd voxel (2 mm, 80x96x112)",
                              "deformation": "random cubic B-spline, control points every 40 mm, coefficient std 3 mm",
                              "settings": "Mattes MI, geometry init, levels (4, 2, 1), B-spline grid 20 mm, 5 % of the "
-                                         "voxels sampled, seed 0",
+                                         "voxels sampled, seed 0" + (f"; learned: {args.model}" if learned else ""),
+                             "learned_training": _learned_training(learned.folder) if learned else None,
                              "rows": rows})
 
 
@@ -227,6 +274,20 @@ def crossmodal(args: argparse.Namespace) -> None:
                                   "rows": rows})
 
 
+def brain_train_data(args: argparse.Namespace) -> None:
+    """The four co-registered 3D series of brain_mri_dicom Study1 (another patient than the evaluation brain) as
+    NIfTI files in ``--out``: the training images of the supervised brain model (outside the repository)."""
+    from medimg.io import read, write
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for series in sorted((DATA / "brain_mri_dicom" / "Study1").iterdir()):
+        if not series.is_dir() or "HCrop" in series.name:
+            continue  # the 1 mm hippocampus crop is not a whole-head volume
+        write(read(series), out / f"{series.name}.nii.gz")
+        print("wrote", out / f"{series.name}.nii.gz")
+
+
 def _as_float(image):
     return image.derive(np.asarray(image.voxels, np.float32), operation="as_float32")
 
@@ -234,11 +295,18 @@ def _as_float(image):
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("hippocampus").add_argument("--pairs", type=int, default=20)
-    sub.add_parser("brain").add_argument("--deformations", type=int, default=2)
+    hp = sub.add_parser("hippocampus")
+    hp.add_argument("--pairs", type=int, default=20)
+    hp.add_argument("--model", default="hippocampus_registration",
+                    help="learned model folder or zoo name (trained without the pairs' cases)")
+    bp = sub.add_parser("brain")
+    bp.add_argument("--deformations", type=int, default=2)
+    bp.add_argument("--model", default=None, help="learned model folder (trained without this brain)")
+    sub.add_parser("brain-train-data").add_argument("--out", default=str(REPO / "runs" / "reg" / "brain_mri_nifti"))
     sub.add_parser("crossmodal").add_argument("--trials", type=int, default=3)
     args = ap.parse_args(argv)
-    {"hippocampus": hippocampus, "brain": brain, "crossmodal": crossmodal}[args.cmd](args)
+    {"hippocampus": hippocampus, "brain": brain, "crossmodal": crossmodal,
+     "brain-train-data": brain_train_data}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -195,13 +195,17 @@ def registration_table(data: dict) -> str:
     if "hippocampus" in data:
         h = data["hippocampus"]
         out += [f"**Hippocampus, {h['n_pairs']} inter-subject pairs** ({h['pairs_file']}; {h['settings']})", "",
-                "| method | mean Dice (labels 1, 2) | std over pairs | seconds per pair | folding fraction |",
-                "|---|---:|---:|---:|---:|"]
+                "| method | mean Dice (labels 1, 2) | std over pairs | seconds per pair | x faster than B-spline | "
+                "folding fraction (mean / max) |",
+                "|---|---:|---:|---:|---:|---:|"]
+        bspline_s = h["summary"].get("bspline", {}).get("seconds_mean")
         for m, v in h["summary"].items():
-            fold = v.get("folding_fraction_mean")
+            fold, fmax = v.get("folding_fraction_mean"), v.get("folding_fraction_max")
+            speed = "" if not (bspline_s and v.get("seconds_mean")) else format(bspline_s / v["seconds_mean"], ".1f")
             out.append(f"| {m} | {v['dice_mean']:.3f} | {v['dice_std']:.3f} | "
-                       f"{'' if 'seconds_mean' not in v else format(v['seconds_mean'], '.2f')} | "
-                       f"{'' if fold is None else format(fold, '.2e')} |")
+                       f"{'' if 'seconds_mean' not in v else format(v['seconds_mean'], '.3f')} | {speed} | "
+                       f"{'' if fold is None else format(fold, '.2e')}"
+                       f"{'' if fmax is None else ' / ' + format(fmax, '.2e')} |")
         out.append("")
     if "brain" in data:
         b = data["brain"]
@@ -209,7 +213,7 @@ def registration_table(data: dict) -> str:
                 "| deformation | method | mean Dice (30 labels) | field error mm mean | p95 | seconds | folding |",
                 "|---|---|---:|---:|---:|---:|---:|"]
         for r in b["rows"]:
-            for m in ("before", "affine", "bspline", "demons"):
+            for m in [k for k in ("before", "affine", "bspline", "demons", "learned") if k in r]:
                 v = r[m]
                 out.append(f"| seed {r['deformation_seed']} (true mean {r['true_displacement_mm_mean']:.2f} mm, max "
                            f"{r['true_displacement_mm_max']:.1f}) | {m} | {v['dice']:.3f} | "

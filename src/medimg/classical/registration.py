@@ -51,6 +51,8 @@ METRICS = ("mattes", "ncc", "meansquares")
 INITS = ("geometry", "moments", "none")
 TRANSFORM_EXTENSIONS = (".tfm", ".txt", ".h5", ".hdf5")
 _DEFORMABLE = ("bspline", "demons", "diffeomorphic_demons")
+#: methods whose transforms hold a dense or B-spline deformation (``learned``: medimg.tasks.register.predict)
+_DEFORMING = _DEFORMABLE + ("learned",)
 
 
 @dataclass(frozen=True, eq=False)
@@ -879,7 +881,7 @@ def registration_figures(result: RegistrationResult, moving_before: Image, *, sq
       (:func:`checkerboard`), both windowed to the fixed image's 1st-99th percentile.
     * ``"difference"``: ``|fixed - moving|`` before and ``|fixed - warped|`` after, one colour scale (0 to the
       99th percentile of the difference before), so the two panels compare directly.
-    * ``"deformation grid"`` (bspline/demons only): lines of the fixed voxel grid moved to ``T(x)`` (the full
+    * ``"deformation grid"`` (bspline/demons/learned only): lines of the fixed voxel grid moved to ``T(x)`` (the full
       transform, pre-alignment included), drawn in fixed voxel indices over the fixed slice; in 3D the in-plane
       (x, y) components of the displacement are drawn.
 
@@ -937,7 +939,7 @@ def registration_figures(result: RegistrationResult, moving_before: Image, *, sq
         pair_of_panels(d_before, d_after, ("|fixed - moving|, before", "|fixed - warped|, after"),
                        {"cmap": "magma", "vmin": 0.0, "vmax": vmax, "interpolation": "nearest"}, colorbar=True),
         width_px=2 * panel_w + 140, height_px=panel_h + 40)
-    if result.method in _DEFORMABLE:
+    if result.method in _DEFORMING:
         fld = result.displacement_field()
         d = 2 if fixed.is_2d else 3
         vox = np.asarray(fld.voxels, np.float64)  # (D, Z, Y, X), physical components in mm

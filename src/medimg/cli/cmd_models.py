@@ -18,7 +18,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             state = ("no weights (retrain with the command below)" if entry.shipped else
                      "not shipped: " + entry.note)
-        print(f"{entry.name:<14} {entry.task:<8} {state}")
+        print(f"{entry.name:<26} {entry.task:<8} {state}")
         print(f"  {entry.description}")
         print(f"  folder:  {entry.path}")
         print(f"  retrain: {entry.retrain}")

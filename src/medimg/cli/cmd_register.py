@@ -5,8 +5,9 @@ Output contract (scripts may rely on it)::
     OUT/warped.nii.gz         MOVING resampled onto FIXED's grid (linear, float32)
     OUT/warped_labels.nii.gz  --labels resampled onto FIXED's grid (nearest neighbour), when given
     OUT/transform.tfm         rigid/affine: ITK text transform, fixed points (LPS mm) -> moving points
-    OUT/transform.h5          bspline/demons: ITK HDF5 composite [pre-alignment, deformable]
-    OUT/displacement.nii.gz   bspline/demons: ITK vector displacement field on FIXED's grid (mm, x y z, LPS)
+    OUT/transform.h5          bspline/demons/learned: ITK HDF5 composite [pre-alignment, deformable]
+    OUT/displacement.nii.gz   bspline/demons/learned: ITK vector displacement field on FIXED's grid (mm, x y z,
+                              LPS)
     OUT/metrics.json          method, metric, seconds (registration only, no I/O), metric before/after,
                               Jacobian statistics (deformable), Dice per label before/after (--fixed-labels),
                               inverse consistency, TRE before/after (--fixed-landmarks/--moving-landmarks)
@@ -39,7 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-_METHODS = ("rigid", "affine", "bspline", "demons", "diffeomorphic-demons")
+_METHODS = ("rigid", "affine", "bspline", "demons", "diffeomorphic-demons", "learned")
+_DEFORMABLE = ("bspline", "demons", "diffeomorphic_demons", "learned")
 #: columns of a --pairs CSV: required, then optional (CSV column -> Pair field)
 PAIR_COLUMNS = ("fixed", "moving")
 PAIR_OPTIONAL_COLUMNS = ("moving_labels", "fixed_labels", "fixed_mask", "moving_mask")
@@ -86,7 +88,8 @@ def add_parser(subparsers, *, parents, help: str) -> None:  # noqa: A002 - argpa
         "OUT/warped.nii.gz, OUT/transform.tfm|.h5, OUT/displacement.nii.gz (deformable), "
         "OUT/warped_labels.nii.gz (--labels), OUT/metrics.json, OUT/report.html and OUT/figures/*.png; TRE with "
         "--fixed-landmarks/--moving-landmarks (LPS mm, header x,y,z or 3 numbers per row). Demons assumes the same "
-        "modality. "
+        "modality. --method learned --model DIR uses a model trained by `medimg train register` (or a zoo name, "
+        "e.g. hippocampus_registration): one network pass after a centre (or --prealign affine) pre-alignment. "
         "With --pairs PAIRS.csv (columns fixed, moving, optional moving_labels, fixed_labels, fixed_mask, "
         "moving_mask; paths relative to the CSV) every pair goes to OUT/<fixed stem>__<moving stem>/ and "
         "OUT/summary.csv and OUT/summary.json list them all.",
@@ -99,6 +102,10 @@ def add_parser(subparsers, *, parents, help: str) -> None:  # noqa: A002 - argpa
                    help="register many pairs: a CSV with columns fixed, moving (optional moving_labels, "
                    "fixed_labels, fixed_mask, moving_mask), paths relative to the CSV's folder")
     p.add_argument("--method", choices=_METHODS, default="rigid", help="transform model")
+    p.add_argument("--model", metavar="DIR", help="--method learned: a model folder trained by `medimg train "
+                   "register`, or a zoo name (see `medimg models`); loaded once for all pairs")
+    p.add_argument("--prealign", choices=("center", "affine"), default=None,
+                   help="--method learned: pre-alignment before the network (default: the model's plan)")
     p.add_argument("--metric", choices=("mattes", "ncc", "meansquares"), default="mattes",
                    help="similarity: mattes (mutual information, any modality pair), ncc, meansquares")
     p.add_argument("--init", choices=("geometry", "moments", "none"), default="geometry",
@@ -404,15 +411,19 @@ def register_pair(pair: Pair, args: argparse.Namespace, dest: Path) -> dict[str,
             dim = 2 if fixed.is_2d else 3
             landmarks = (_landmarks_for(f_pts, dim, "--fixed-landmarks", pair.fixed_landmarks),
                          _landmarks_for(m_pts, dim, "--moving-landmarks", pair.moving_landmarks))
-        result = register(fixed, moving, method=method, metric=args.metric, init=args.init, fixed_mask=fixed_mask,
-                          moving_mask=moving_mask, levels=_levels(args.levels), iterations=args.iterations,
-                          bspline_grid_mm=args.bspline_grid_mm, sampling_fraction=args.sampling, seed=args.seed)
+        if method == "learned":
+            result = args.learned_model.register(fixed, moving, prealign=args.prealign, seed=args.seed)
+        else:
+            result = register(fixed, moving, method=method, metric=args.metric, init=args.init,
+                              fixed_mask=fixed_mask, moving_mask=moving_mask, levels=_levels(args.levels),
+                              iterations=args.iterations, bspline_grid_mm=args.bspline_grid_mm,
+                              sampling_fraction=args.sampling, seed=args.seed)
     except MedimgError as exc:
         if pair.where:  # name the CSV line in front of the message
             exc.args = (pair.where + str(exc),)
         raise
     t0 = time.perf_counter()
-    deformable = method in ("bspline", "demons", "diffeomorphic_demons")
+    deformable = method in _DEFORMABLE
     summary: dict[str, Any] = {"medimg_version": __version__, "fixed": pair.fixed, "moving": pair.moving,
                                **result.summary()}
     summary["seconds_definition"] = "wall time of the registration only (no reading, writing or imports)"
@@ -557,6 +568,22 @@ def _check_args(args: argparse.Namespace) -> None:
     from medimg.core.errors import InvalidParameterError
 
     _levels(args.levels)
+    if args.method == "learned" and not args.model:
+        raise InvalidParameterError("--method learned needs --model", parameter="--model",
+                                    expected="a model folder trained by `medimg train register`, or a zoo name",
+                                    found="no --model", fix="add --model hippocampus_registration (see `medimg "
+                                    "models`) or --model MODEL_DIR")
+    for flag, value in (("--model", args.model), ("--prealign", args.prealign)):
+        if value and args.method != "learned":
+            raise InvalidParameterError(f"{flag} applies to --method learned only", parameter=flag,
+                                        expected="--method learned", found=f"--method {args.method}",
+                                        fix=f"add --method learned, or leave {flag} out")
+    if args.method == "learned":
+        for flag, value in (("--fixed-mask", args.fixed_mask), ("--moving-mask", args.moving_mask)):
+            if value:
+                raise InvalidParameterError(f"{flag} is not used by --method learned", parameter=flag,
+                                            expected="no metric masks (the network sees the whole images)",
+                                            found=value, fix=f"leave {flag} out, or use a classical method")
     if args.pairs:
         given = [n for n, v in (("FIXED/MOVING", args.fixed or args.moving), ("--labels", args.labels),
                                 ("--fixed-labels", args.fixed_labels), ("--fixed-mask", args.fixed_mask),
@@ -588,10 +615,20 @@ def _check_args(args: argparse.Namespace) -> None:
         _check_landmarks(args.fixed_landmarks, args.moving_landmarks)
 
 
+def _load_model(args: argparse.Namespace) -> None:
+    """--method learned: load the model once (before any output exists), kept on ``args.learned_model``."""
+    args.learned_model = None
+    if args.method == "learned":
+        from medimg.tasks.register.predict import LearnedRegistration
+
+        args.learned_model = LearnedRegistration.load(args.model)
+
+
 def run(args: argparse.Namespace) -> int:
     from medimg.io._files import atomic_output_dir, check_input
 
     _check_args(args)
+    _load_model(args)
     if args.pairs:
         return _run_pairs(args)
     pair = Pair(fixed=args.fixed, moving=args.moving, moving_labels=args.labels, fixed_labels=args.fixed_labels,
@@ -633,6 +670,7 @@ def _run_pairs(args: argparse.Namespace) -> int:
         (tmp / "summary.csv").write_text(buf.getvalue(), encoding="utf-8")
         doc = {"medimg_version": __version__, "pairs_csv": args.pairs, "n_pairs": len(pairs),
                "settings": {"method": args.method.replace("-", "_"), "metric": args.metric, "init": args.init,
+                            "model": args.model, "prealign": args.prealign,
                             "levels": list(_levels(args.levels)), "iterations": args.iterations,
                             "bspline_grid_mm": args.bspline_grid_mm, "sampling_fraction": args.sampling,
                             "seed": args.seed},

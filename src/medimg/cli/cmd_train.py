@@ -1,4 +1,4 @@
-"""`medimg train segment|classify DATASET -o MODEL_DIR`: self-configuring segmentation and classification training.
+"""`medimg train segment|classify|register DATASET -o MODEL_DIR`: self-configuring training.
 
 segment: DATASET is an nnU-Net raw folder (dataset.json, imagesTr/CASE_0000.nii.gz, labelsTr/CASE.nii.gz) or a 2D
 folder (images/ + masks/ or labels/ of PNG/TIFF/JPEG). The dataset is verified, fingerprinted and planned (the plan
@@ -13,6 +13,15 @@ fold_k/ holds model.pt, calibration.json, metrics.json (AUC, accuracy, balanced 
 confusion matrix), reliability.png and training_curve.png. Example:
 
   medimg train classify adrenalmnist3d_64_trainval.npz --split train -o runs/adrenal --fold 0 --minutes 15
+
+register: DATASET is an nnU-Net raw folder (labels, when present, add a soft Dice term and give the validation
+Dice), images/ + masks/, or a folder of images. The plan (MODEL_DIR/plan.json: grid, spacing, U-Net, losses,
+pre-alignment) is self-configured; one fold is trained on random pairs of its training cases and validated on a
+fixed list of pairs of its validation cases (fold_k/metrics.json: Dice before/after, folding fraction). Example,
+the zoo's hippocampus model, on the segmentation model's split so that its validation cases stay unseen:
+
+  medimg train register ../shared/data/hippocampus -o runs/reg/hippocampus --minutes 40 \
+      --splits src/medimg/zoo/hippocampus/splits.json
 """
 
 from __future__ import annotations
@@ -24,15 +33,18 @@ import json
 def add_parser(subparsers, *, parents, help: str) -> None:  # noqa: A002
     p = subparsers.add_parser("train", parents=parents, help=help, description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("task", choices=["segment", "classify"], help="what to train")
+    p.add_argument("task", choices=["segment", "classify", "register"], help="what to train")
     p.add_argument("dataset", help="segment: dataset folder (nnU-Net raw layout or images/ + masks/); classify: "
-                   "folder of class folders, CSV or MedMNIST .npz")
+                   "folder of class folders, CSV or MedMNIST .npz; register: nnU-Net raw folder, images/ + masks/ "
+                   "or a folder of images")
     p.add_argument("-o", "--out", required=True, help="model folder (created; plan.json, fold_k/)")
     p.add_argument("--fold", default="0", help="fold to train (0..folds-1) or 'all' (every case; no validation, except "
                    "on --val for classify)")
     p.add_argument("--folds", type=int, default=None,
-                   help="number of cross-validation folds (segment: 5; classify: the plan's choice, 5 or fewer)")
-    p.add_argument("--minutes", type=float, default=None, help="wall-clock training budget")
+                   help="number of cross-validation folds (segment, register: 5; classify: the plan's choice, 5 or "
+                   "fewer)")
+    p.add_argument("--minutes", type=float, default=None,
+                   help="wall-clock training budget (register: 15 when neither --minutes nor --iterations)")
     p.add_argument("--iterations", type=int, default=None, help="iteration budget (the first budget hit stops)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
@@ -67,11 +79,18 @@ def add_parser(subparsers, *, parents, help: str) -> None:  # noqa: A002
     c.add_argument("--init", default=None, metavar="MODEL",
                    help="transfer learning: start from a classification model trained by medimg (folder or shipped "
                    "name, e.g. adrenalmnist3d); its network is reused, the head is new when the classes differ")
+    r = p.add_argument_group("register only")
+    r.add_argument("--splits", default=None, metavar="SPLITS.json",
+                   help="reuse the folds of another model of the same dataset (its splits.json), e.g. the "
+                   "segmentation model's, so that cases it validates on stay unseen")
 
 _SEGMENT_ONLY = {"cascade": None, "validate_every": None, "validate_cases": None, "foreground_only": False,
                  "cache": None}
 _CLASSIFY_ONLY = {"split": None, "val": None, "val_split": None, "deterministic": False, "max_data_gb": 4.0,
                   "init": None}
+_REGISTER_ONLY = {"splits": None}
+_OPTIONS = {"segment": _SEGMENT_ONLY, "classify": _CLASSIFY_ONLY, "register": _REGISTER_ONLY}
+_SHARED_NOT_REGISTER = {"group_by": None, "foreground_only": False}
 
 
 def _overrides(items: list[str]) -> tuple[tuple[str, object], ...]:
@@ -95,14 +114,24 @@ def _check_options(args: argparse.Namespace) -> None:
     """Refuse options of the other task (one line, exit 2) instead of ignoring them."""
     from medimg.core.errors import InvalidParameterError
 
-    other = _SEGMENT_ONLY if args.task == "classify" else _CLASSIFY_ONLY
-    for name, default in other.items():
-        if getattr(args, name) != default:
-            flag = "--" + name.replace("_", "-")
-            owner = "segment" if args.task == "classify" else "classify"
-            raise InvalidParameterError(f"option applies to `medimg train {owner}` only", parameter=flag,
-                                        expected=f"no {flag} for `medimg train {args.task}`",
-                                        found=repr(getattr(args, name)), fix=f"leave {flag} out")
+    for owner, options in _OPTIONS.items():
+        if owner == args.task:
+            continue
+        for name, default in options.items():
+            if name in _OPTIONS[args.task]:
+                continue
+            if getattr(args, name) != default:
+                flag = "--" + name.replace("_", "-")
+                raise InvalidParameterError(f"option applies to `medimg train {owner}` only", parameter=flag,
+                                            expected=f"no {flag} for `medimg train {args.task}`",
+                                            found=repr(getattr(args, name)), fix=f"leave {flag} out")
+    if args.task == "register":
+        for name, default in _SHARED_NOT_REGISTER.items():
+            if getattr(args, name) != default:
+                flag = "--" + name.replace("_", "-")
+                raise InvalidParameterError("option does not apply to `medimg train register`", parameter=flag,
+                                            expected=f"no {flag}", found=repr(getattr(args, name)),
+                                            fix=f"leave {flag} out")
 
 
 def _fold(text: str) -> int | str:
@@ -120,6 +149,8 @@ def run(args: argparse.Namespace) -> int:
     _check_options(args)
     if args.task == "classify":
         return _run_classify(args)
+    if args.task == "register":
+        return _run_register(args)
     from medimg.tasks.segment.trainer import TrainOptions, train_segmentation
 
     fold = _fold(args.fold)
@@ -171,5 +202,30 @@ def _run_classify(args: argparse.Namespace) -> int:
                   f"(temperature {val['temperature']:.3f}; fitted on these samples, so optimistic)")
         else:
             print("no validation samples: temperature left at 1 (give --val DATA2 to calibrate)")
+        print(f"model folder: {args.out}")
+    return 0
+
+
+def _run_register(args: argparse.Namespace) -> int:
+    from medimg.cli.progress import TrainProgress
+    from medimg.tasks.register.trainer import RegisterTrainOptions, train_registration
+
+    fold = _fold(args.fold)
+    options = RegisterTrainOptions(fold=fold, n_folds=args.folds if args.folds is not None else 5,
+                                   minutes=args.minutes, iterations=args.iterations, seed=args.seed,
+                                   overrides=_overrides(args.set), splits=args.splits, resume=args.resume,
+                                   threads=args.threads)
+    metrics = train_registration(args.dataset, args.out, options,
+                                 callbacks=() if args.quiet else (TrainProgress(label=f"train fold_{fold}"),))
+    if not args.quiet:
+        print(f"trained {metrics['fold']}: {metrics['iterations']} iterations in {metrics['training_minutes']} min "
+              f"({metrics['stop_reason']})")
+        val = metrics.get("validation")
+        if val and "mean_dice_after" in val:
+            print(f"validation ({val['n_pairs']} pairs of unseen cases): mean label Dice {val['mean_dice_before']:.4f}"
+                  f" -> {val['mean_dice_after']:.4f}, folding fraction {val['folding_fraction_mean']:.5f}, "
+                  f"{val['seconds_mean']:.3f} s per pair")
+        elif val:
+            print(f"validation ({val['n_pairs']} pairs): folding fraction {val['folding_fraction_mean']:.5f}")
         print(f"model folder: {args.out}")
     return 0

@@ -9,6 +9,9 @@ the names with :func:`list_classifiers`. Registered: ``resnet18``, ``resnet34``,
 ``mobilenetv3_small`` (2D and 3D), ``resnet18_25d``, ``resnet18_acs`` and ``slice_lstm`` (volumes). Each maps
 ``(B, C, *spatial)`` to ``(B, n_classes)`` logits and exposes ``cam_layer`` for Grad-CAM.
 
+Registration: :class:`RegistrationSpec`, :func:`build_registration_net`, :func:`list_registration_nets`;
+registered: ``registration_unet`` (a dense displacement or velocity field from a fixed/moving pair).
+
 Example:
     >>> from medimg.models import NetworkSpec, build_network
     >>> net = build_network(NetworkSpec(name="unet", dims=2, n_stages=3, base_channels=4)).eval()
@@ -22,6 +25,12 @@ Example:
 import torch  # noqa: F401  (used by the doctest above)
 
 from medimg.models.classifier_spec import ClassifierSpec
+from medimg.models.registration import (
+    RegistrationSpec,
+    build_registration_net,
+    list_registration_nets,
+    register_registration_net,
+)
 from medimg.models.registry import (
     build_classifier,
     build_network,
@@ -41,4 +50,5 @@ __all__ = [
     "NetworkSpec", "build_network", "list_models", "register_model", "resolve_model_name",
     "deep_supervision_scales",
     "ClassifierSpec", "build_classifier", "list_classifiers", "register_classifier",
+    "RegistrationSpec", "build_registration_net", "list_registration_nets", "register_registration_net",
 ]

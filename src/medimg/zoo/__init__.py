@@ -53,6 +53,14 @@ ZOO: dict[str, ZooEntry] = {
                 "adrenalmnist3d_64_trainval.npz --split train -o runs/cls/adrenal28 --fold K --minutes 15 --seed 0 "
                 "--set 'input_size=[28,28,28]' for K = 0, 1, 2, then copy; see MODEL_CARD.md)",
     ),
+    "hippocampus_registration": ZooEntry(
+        name="hippocampus_registration", folder="hippocampus_registration", task="register",
+        description="learned deformable registration (VoxelMorph-style U-Net, diffeomorphic) of hippocampus T1 MRI "
+                    "crops (MSD Task04 layout, ~1 mm): one network pass per pair after centre alignment",
+        retrain="make zoo-hippocampus-registration  (= medimg train register ../shared/data/hippocampus -o "
+                "runs/reg/hippocampus --fold 0 --minutes 40 --seed 0 --splits "
+                "src/medimg/zoo/hippocampus/splits.json, then copy; see MODEL_CARD.md)",
+    ),
     "busi": ZooEntry(
         name="busi", folder="busi", task="classify",
         description="2D ResNet-18: benign / malignant / normal breast ultrasound (BUSI), 224 x 224",
