@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench lint clean venv zoo-hippocampus zoo-adrenal zoo-busi zoo-hippocampus-registration
+.PHONY: demo test bench lint clean venv zoo-hippocampus zoo-adrenal zoo-busi zoo-hippocampus-registration reg-brain-learned
 
 venv: $(STAMP)
 
@@ -72,6 +72,14 @@ zoo-hippocampus-registration: $(STAMP)
 	cd runs/reg/hippocampus/fold_0 && cp model.pt metrics.json training_curve.png \
 	    ../../../../src/medimg/zoo/hippocampus_registration/fold_0/
 	$(BIN)/python benchmarks/registration.py hippocampus
+
+# The supervised brain registration model of the brain benchmark: simulated smooth fields on another patient's
+# scans (brain_mri_dicom T1 pre/post, T2, FLAIR at 2 mm), never the evaluation brain; then the brain benchmark.
+reg-brain-learned: $(STAMP)
+	$(BIN)/python benchmarks/registration.py brain-train-data --out runs/reg/brain_mri_nifti
+	$(BIN)/medimg train register runs/reg/brain_mri_nifti -o runs/reg/brain_supervised --fold all --minutes 15 \
+	    --seed 0 --set mode=supervised --set 'spacing=[2,2,2]' --set 'grid=[64,64,64]' --set batch_size=2
+	$(BIN)/python benchmarks/registration.py brain --model runs/reg/brain_supervised
 
 # Train the BUSI classifier locally (its weights are not shipped: the licence of the data copy is unconfirmed).
 # The folder src/medimg/zoo/busi/ is git-ignored; `medimg models` lists it as ready once this has run.

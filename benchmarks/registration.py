@@ -5,6 +5,7 @@ hippocampus_registration model (`medimg.tasks.register.LearnedRegistration`, tra
 
     python benchmarks/registration.py hippocampus [--pairs 20] [--model DIR]  # inter-subject MRI crops (L2R 2020 t4)
     python benchmarks/registration.py brain [--deformations 2] [--model DIR]  # VoxelMorph T1, known smooth fields
+    python benchmarks/registration.py hippocampus-seeds --models A,B  # learned rows of other training seeds
     python benchmarks/registration.py brain-train-data [--out runs/reg/brain_mri_nifti]  # data of the learned model
     python benchmarks/registration.py crossmodal [--trials 3]   # T1 post vs T2 after a known rigid misalignment
     python benchmarks/tables.py registration
@@ -140,13 +141,52 @@ def hippocampus(args: argparse.Namespace) -> None:
                                    "summary": summary, "rows": rows})
 
 
+def hippocampus_seeds(args: argparse.Namespace) -> None:
+    """The learned rows again for models trained with the same recipe and other seeds (same pairs): the spread of
+    the learned Dice over training seeds, against the classical rows of the 'hippocampus' section."""
+    from medimg.classical.registration import jacobian_summary, warp
+    from medimg.io import read
+    from medimg.tasks.register.predict import LearnedRegistration
+
+    root = DATA / "hippocampus"
+    pairs = json.loads(PAIRS.read_text())["pairs"][: args.pairs]
+    models = {}
+    for name in args.models.split(","):
+        learned = LearnedRegistration.load(name)
+        learned.register(*(read(root / "imagesTr" / f"{case}_0000.nii.gz") for case in pairs[0]))  # warm-up
+        dices, secs, folds = [], [], []
+        for fixed_id, moving_id in pairs:
+            (fi, fl), (mi, ml) = _case(root, fixed_id), _case(root, moving_id)
+            res = learned.register(fi, mi)
+            dices.append(_mean_dice(np.asarray(warp(ml, res.transform, fi, labels=True).voxels[0]),
+                                    np.asarray(fl.voxels[0]), (1, 2)))
+            secs.append(res.seconds)
+            folds.append(jacobian_summary(res.displacement_field())["folding_fraction"])
+        models[name] = {"dice_mean": statistics.fmean(dices), "dice_std_over_pairs": statistics.pstdev(dices),
+                        "seconds_mean": statistics.fmean(secs), "folding_fraction_max": max(folds),
+                        "training": _learned_training(learned.folder)}
+        print(name, {k: v for k, v in models[name].items() if k != "training"})
+    means = [m["dice_mean"] for m in models.values()]
+    _write_section("hippocampus_seeds", {
+        "pairs_file": str(PAIRS.relative_to(REPO)), "n_pairs": len(pairs), "models": models,
+        "dice_mean_over_seeds": statistics.fmean(means),
+        "dice_std_over_seeds": statistics.stdev(means) if len(means) > 1 else None,
+        "dice_range_over_seeds": [min(means), max(means)]})
+
+
+def _case(root: Path, case: str):
+    from medimg.io import read
+
+    return read(root / "imagesTr" / f"{case}_0000.nii.gz"), read(root / "labelsTr" / f"{case}.nii.gz")
+
+
 def _learned_training(folder: Path) -> dict[str, Any]:
     """What the learned model was trained on and how long (from its fold metrics)."""
     out = {}
     for m in sorted(folder.glob("fold_*/metrics.json")):
         d = json.loads(m.read_text())
         out[m.parent.name] = {k: d.get(k) for k in ("n_train", "n_val", "iterations", "training_minutes",
-                                                    "threads", "mode", "similarity", "prealign")}
+                                                    "threads", "seed", "mode", "similarity", "prealign")}
     return out
 
 
@@ -299,13 +339,16 @@ def main(argv: list[str] | None = None) -> None:
     hp.add_argument("--pairs", type=int, default=20)
     hp.add_argument("--model", default="hippocampus_registration",
                     help="learned model folder or zoo name (trained without the pairs' cases)")
+    hs = sub.add_parser("hippocampus-seeds")
+    hs.add_argument("--models", required=True, help="comma-separated model folders (same recipe, other seeds)")
+    hs.add_argument("--pairs", type=int, default=20)
     bp = sub.add_parser("brain")
     bp.add_argument("--deformations", type=int, default=2)
     bp.add_argument("--model", default=None, help="learned model folder (trained without this brain)")
     sub.add_parser("brain-train-data").add_argument("--out", default=str(REPO / "runs" / "reg" / "brain_mri_nifti"))
     sub.add_parser("crossmodal").add_argument("--trials", type=int, default=3)
     args = ap.parse_args(argv)
-    {"hippocampus": hippocampus, "brain": brain, "crossmodal": crossmodal,
+    {"hippocampus": hippocampus, "brain": brain, "crossmodal": crossmodal, "hippocampus-seeds": hippocampus_seeds,
      "brain-train-data": brain_train_data}[args.cmd](args)
 
 

@@ -207,6 +207,25 @@ def registration_table(data: dict) -> str:
                        f"{'' if fold is None else format(fold, '.2e')}"
                        f"{'' if fmax is None else ' / ' + format(fmax, '.2e')} |")
         out.append("")
+    if "hippocampus" in data and {"learned", "bspline"} <= set(data["hippocampus"]["rows"][0]):
+        rows = data["hippocampus"]["rows"]
+        wins = sum(r["learned"]["dice"] > r["bspline"]["dice"] for r in rows)
+        diffs = [r["learned"]["dice"] - r["bspline"]["dice"] for r in rows]
+        out += [f"Per pair, learned minus B-spline Dice: mean {sum(diffs) / len(diffs):+.3f}, min {min(diffs):+.3f}, "
+                f"max {max(diffs):+.3f}; learned higher on {wins} of {len(rows)} pairs.", ""]
+    if "hippocampus_seeds" in data:
+        h = data["hippocampus_seeds"]
+        out += [f"**Learned model, training seeds** (same recipe, same {h['n_pairs']} pairs)", "",
+                "| model | training seed | iterations | mean Dice | seconds per pair | max folding fraction |",
+                "|---|---:|---:|---:|---:|---:|"]
+        for name, m in h["models"].items():
+            t = next(iter(m["training"].values()), {})
+            out.append(f"| {name} | {t.get('seed', '')} | {t.get('iterations', '')} | {m['dice_mean']:.3f} | "
+                       f"{m['seconds_mean']:.3f} | {m['folding_fraction_max']:.2e} |")
+        std = h.get("dice_std_over_seeds")
+        out += ["", f"Mean Dice over seeds {h['dice_mean_over_seeds']:.3f}"
+                + ("" if std is None else f" +- {std:.3f} (sample std over {len(h['models'])} seeds)")
+                + f", range {h['dice_range_over_seeds'][0]:.3f}-{h['dice_range_over_seeds'][1]:.3f}.", ""]
     if "brain" in data:
         b = data["brain"]
         out += [f"**Brain with known deformations** ({b['data']}; {b['deformation']}; {b['settings']})", "",
