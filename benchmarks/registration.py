@@ -67,7 +67,7 @@ def _deformable_stats(result) -> dict[str, float]:
     from medimg.classical.registration import jacobian_summary
 
     j = jacobian_summary(result.displacement_field())
-    return {"folding_fraction": j["folding_fraction"], "log_jacobian_std": j.get("log_jacobian_std")}
+    return {"folding_fraction": j["folding_fraction"], "std_log_jacobian": j["std_log_jacobian"]}
 
 
 def hippocampus(args: argparse.Namespace) -> None:
