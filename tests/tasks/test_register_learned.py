@@ -508,6 +508,8 @@ def test_cli_register_learned_bad_inputs(pair_files, tiny_model, tmp_path, capsy
         (["--method", "learned", "--model", str(tmp_path)], ("not a model folder",)),
         (["--method", "learned", "--model", model, "--fixed-mask", pair_files["mask"]], ("--fixed-mask",)),
         (["--method", "learned", "--model", model, "--moving-mask", pair_files["mask"]], ("--moving-mask",)),
+        (["--method", "learned", "--model", model, "--metric", "ncc"], ("--metric", "classical")),
+        (["--method", "learned", "--model", model, "--iterations", "5"], ("--iterations",)),
     ]
     for extra, words in cases:
         _error(["register", f, m, "-o", str(out)] + extra, capsys, *words)

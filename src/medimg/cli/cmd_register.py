@@ -579,6 +579,15 @@ def _check_args(args: argparse.Namespace) -> None:
                                         expected="--method learned", found=f"--method {args.method}",
                                         fix=f"add --method learned, or leave {flag} out")
     if args.method == "learned":
+        classical = (("--metric", args.metric, "mattes"), ("--init", args.init, "geometry"),
+                     ("--levels", args.levels, "4,2,1"), ("--iterations", args.iterations, None),
+                     ("--bspline-grid-mm", args.bspline_grid_mm, 40.0), ("--sampling", args.sampling, 0.2))
+        for flag, value, default in classical:
+            if value != default:
+                raise InvalidParameterError(f"{flag} is a setting of the classical methods", parameter=flag,
+                                            expected="no classical settings with --method learned (the model's "
+                                            "plan.json fixes the learned method's)", found=f"{flag} {value}",
+                                            fix=f"leave {flag} out, or use a classical method")
         for flag, value in (("--fixed-mask", args.fixed_mask), ("--moving-mask", args.moving_mask)):
             if value:
                 raise InvalidParameterError(f"{flag} is not used by --method learned", parameter=flag,
