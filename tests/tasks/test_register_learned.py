@@ -271,6 +271,26 @@ def test_supervised_mode_trains_on_simulated_fields(plain_folder, tmp_path):
     assert RegisterPlan.load(out / "plan.json").mode == "supervised"
 
 
+@pytest.mark.parametrize("overrides", [(("similarity", "mi"), ("regulariser", "bending")),
+                                       (("similarity", "mse"), ("prealign", "affine"), ("integrate", False))])
+def test_cross_modal_and_affine_variants_train_and_register(plain_folder, tmp_path, overrides):
+    """MI + bending energy (the cross-modal setting) and MSE after affine pre-alignment to a template case (no
+    integration) train, record their plan, and register a pair with that pre-alignment."""
+    out = tmp_path / "variant"
+    m = train_registration(plain_folder, out, RegisterTrainOptions(n_folds=3, iterations=3,
+                                                                   overrides=TINY + overrides))
+    assert np.isfinite(m["final_loss_mean_of_last_100"]) and m["iterations"] == 3
+    plan = RegisterPlan.load(out / "plan.json")
+    assert all(getattr(plan, k) == v for k, v in overrides)
+    assert any("overridden with --set" in n for n in plan.notes)
+    if plan.prealign == "affine":
+        assert m["prealign_template"] in json.loads((out / "splits.json").read_text())["folds"][0]["train"]
+    ds = RegDataset.open(plain_folder)
+    res = LearnedRegistration.load(out).register(ds.load_image(ds.cases[0]), ds.load_image(ds.cases[1]))
+    assert res.params["prealign"] == plan.prealign and res.metric == ("mattes" if plan.similarity == "mi" else "ncc")
+    assert res.warped.spatial_shape == ds.load_image(ds.cases[0]).spatial_shape
+
+
 def test_simulate_field_and_supervised_loss():
     from medimg.metrics.registration import jacobian_determinant
     from medimg.tasks.register.transform import to_metric_layout
