@@ -100,8 +100,7 @@ def hippocampus(args: argparse.Namespace) -> None:
     warm = pairs[0]
     learned.register(*(read(root / "imagesTr" / f"{case}_0000.nii.gz") for case in warm))  # warm-up, untimed
     for fixed_id, moving_id in pairs[: args.pairs]:
-        fi, fl = read(root / "imagesTr" / f"{fixed_id}_0000.nii.gz"), read(root / "labelsTr" / f"{fixed_id}.nii.gz")
-        mi, ml = read(root / "imagesTr" / f"{moving_id}_0000.nii.gz"), read(root / "labelsTr" / f"{moving_id}.nii.gz")
+        (fi, fl), (mi, ml) = _case(root, fixed_id), _case(root, moving_id)
         fixed_lab = np.asarray(fl.voxels[0])
         row: dict[str, Any] = {"fixed": fixed_id, "moving": moving_id}
         row["before"] = {"dice": _mean_dice(np.asarray(warp(ml, sitk.Transform(3, sitk.sitkIdentity), fi,

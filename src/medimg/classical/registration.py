@@ -41,7 +41,7 @@ from medimg.io.sitk_bridge import from_sitk, to_sitk
 __all__ = [
     "METHODS", "METRICS", "INITS", "RegistrationResult", "register", "warp", "displacement_field",
     "jacobian_summary", "save_transform", "load_transform", "checkerboard", "registration_figures",
-    "inverse_consistency",
+    "inverse_consistency", "is_deformable",
 ]
 
 logger = logging.getLogger(__name__)
@@ -51,8 +51,7 @@ METRICS = ("mattes", "ncc", "meansquares")
 INITS = ("geometry", "moments", "none")
 TRANSFORM_EXTENSIONS = (".tfm", ".txt", ".h5", ".hdf5")
 _DEFORMABLE = ("bspline", "demons", "diffeomorphic_demons")
-#: methods whose transforms hold a dense or B-spline deformation (``learned``: medimg.tasks.register.predict)
-_DEFORMING = _DEFORMABLE + ("learned",)
+_DEFORMING_TRANSFORMS = ("BSplineTransform", "DisplacementFieldTransform")
 
 
 @dataclass(frozen=True, eq=False)
@@ -726,6 +725,16 @@ def jacobian_summary(field: Image, *, mask: Image | None = None) -> dict[str, fl
     return jacobian_statistics(comps, spacing_mm=field.geometry.spacing[:d], mask=m)
 
 
+def is_deformable(transform: sitk.Transform) -> bool:
+    """True when the transform (or a part of a composite) is a B-spline or a displacement field: its displacement
+    varies in space beyond a linear map (B-spline, demons and learned results).
+
+    >>> is_deformable(sitk.AffineTransform(3)), is_deformable(sitk.BSplineTransform(2))
+    (False, True)
+    """
+    return any(tx.GetName() in _DEFORMING_TRANSFORMS for tx in _components(transform))
+
+
 # ---- transform files -------------------------------------------------------------------------------------------
 def _has_displacement_field(transform: sitk.Transform) -> bool:
     if transform.GetName() == "DisplacementFieldTransform":
@@ -881,9 +890,9 @@ def registration_figures(result: RegistrationResult, moving_before: Image, *, sq
       (:func:`checkerboard`), both windowed to the fixed image's 1st-99th percentile.
     * ``"difference"``: ``|fixed - moving|`` before and ``|fixed - warped|`` after, one colour scale (0 to the
       99th percentile of the difference before), so the two panels compare directly.
-    * ``"deformation grid"`` (bspline/demons/learned only): lines of the fixed voxel grid moved to ``T(x)`` (the full
-      transform, pre-alignment included), drawn in fixed voxel indices over the fixed slice; in 3D the in-plane
-      (x, y) components of the displacement are drawn.
+    * ``"deformation grid"`` (deformable transforms only, :func:`is_deformable`: bspline, demons, learned):
+      lines of the fixed voxel grid moved to ``T(x)`` (the full transform, pre-alignment included), drawn in
+      fixed voxel indices over the fixed slice; in 3D the in-plane (x, y) components of the displacement are drawn.
 
     Args:
         result: what :func:`register` returned.
@@ -939,7 +948,7 @@ def registration_figures(result: RegistrationResult, moving_before: Image, *, sq
         pair_of_panels(d_before, d_after, ("|fixed - moving|, before", "|fixed - warped|, after"),
                        {"cmap": "magma", "vmin": 0.0, "vmax": vmax, "interpolation": "nearest"}, colorbar=True),
         width_px=2 * panel_w + 140, height_px=panel_h + 40)
-    if result.method in _DEFORMING:
+    if is_deformable(result.transform):
         fld = result.displacement_field()
         d = 2 if fixed.is_2d else 3
         vox = np.asarray(fld.voxels, np.float64)  # (D, Z, Y, X), physical components in mm

@@ -41,7 +41,6 @@ from pathlib import Path
 from typing import Any
 
 _METHODS = ("rigid", "affine", "bspline", "demons", "diffeomorphic-demons", "learned")
-_DEFORMABLE = ("bspline", "demons", "diffeomorphic_demons", "learned")
 #: columns of a --pairs CSV: required, then optional (CSV column -> Pair field)
 PAIR_COLUMNS = ("fixed", "moving")
 PAIR_OPTIONAL_COLUMNS = ("moving_labels", "fixed_labels", "fixed_mask", "moving_mask")
@@ -380,6 +379,7 @@ def register_pair(pair: Pair, args: argparse.Namespace, dest: Path) -> dict[str,
     from medimg.classical.registration import (
         displacement_field,
         inverse_consistency,
+        is_deformable,
         jacobian_summary,
         register,
         registration_figures,
@@ -423,7 +423,7 @@ def register_pair(pair: Pair, args: argparse.Namespace, dest: Path) -> dict[str,
             exc.args = (pair.where + str(exc),)
         raise
     t0 = time.perf_counter()
-    deformable = method in _DEFORMABLE
+    deformable = is_deformable(result.transform)
     summary: dict[str, Any] = {"medimg_version": __version__, "fixed": pair.fixed, "moving": pair.moving,
                                **result.summary()}
     summary["seconds_definition"] = "wall time of the registration only (no reading, writing or imports)"

@@ -3,11 +3,13 @@
 * :func:`check_input` — an input path exists, is readable, is not absurdly large.
 * :func:`atomic_output` — writes go to a temporary name in the destination folder and are renamed into place
   only when the whole write succeeded; an output that would overwrite an input is refused.
+* :func:`write_json_atomic` — a JSON file (a model folder's plan, splits or metrics) through such a rename.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
@@ -16,7 +18,8 @@ from typing import Iterable, Iterator
 
 from medimg.core.errors import ImageReadError, ImageWriteError
 
-__all__ = ["check_input", "atomic_output", "atomic_output_dir", "same_path", "MAX_INPUT_BYTES", "compound_suffix"]
+__all__ = ["check_input", "atomic_output", "atomic_output_dir", "same_path", "MAX_INPUT_BYTES", "compound_suffix",
+           "write_json_atomic"]
 
 #: Largest single input file medimg reads without being told otherwise (MEDIMG_MAX_INPUT_BYTES overrides).
 MAX_INPUT_BYTES = int(os.environ.get("MEDIMG_MAX_INPUT_BYTES", str(8 * 1024**3)))
@@ -105,6 +108,15 @@ def _check_not_input(out: Path, inputs: Iterable[str | os.PathLike[str]]) -> Non
                 "output would overwrite an input", path=out, expected="an output path different from the input",
                 found=f"the input '{ip}'", fix="choose another output file name or folder",
             )
+
+
+def write_json_atomic(path: str | os.PathLike[str], payload: object) -> None:
+    """Write ``payload`` as indented JSON to ``path`` through a temporary file renamed into place, so a reader never
+    sees half a file (the folder must exist)."""
+    out = Path(path)
+    tmp = out.with_name(f".{out.name}.part")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, out)
 
 
 @contextlib.contextmanager

@@ -53,6 +53,7 @@ import numpy as np
 import torch
 
 from medimg.core.errors import InvalidParameterError, MedimgError
+from medimg.io._files import write_json_atomic
 from medimg.train.loop import Callback
 from medimg.train.precision import bf16_conv3d_hazards
 
@@ -428,12 +429,6 @@ def validation_metrics(labels: np.ndarray, logits: np.ndarray, *, task: str, cla
 
 
 # ---- the run -------------------------------------------------------------------------------------------------------
-def _atomic_json(path: Path, payload: Any) -> None:
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(json.dumps(payload, indent=2))
-    os.replace(tmp, path)
-
-
 def _open(source: Any, split: Any, class_names: Sequence[str] | None = None) -> Any:
     from medimg.tasks.classify.data import open_classification_dataset
 
@@ -722,7 +717,7 @@ def train_classification(data: str | os.PathLike[str], out_dir: str | os.PathLik
     out.mkdir(parents=True, exist_ok=True)
     plan.save(out / "plan.json")
     if new_splits is not None:
-        _atomic_json(out / "splits.json", new_splits)
+        write_json_atomic(out / "splits.json", new_splits)
     fold_dir = out / fold_name
     fold_dir.mkdir(exist_ok=True)
 
@@ -825,8 +820,8 @@ def train_classification(data: str | os.PathLike[str], out_dir: str | os.PathLik
     else:
         calibration["reason"] = "no validation samples (--fold all without --val): temperature left at 1"
     metrics["temperature"] = calibration["temperature"]
-    _atomic_json(fold_dir / "calibration.json", calibration)
-    _atomic_json(fold_dir / "metrics.json", metrics)
+    write_json_atomic(fold_dir / "calibration.json", calibration)
+    write_json_atomic(fold_dir / "metrics.json", metrics)
     return metrics
 
 

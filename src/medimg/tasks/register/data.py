@@ -20,7 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 import SimpleITK as sitk
 
-from medimg.core.errors import ImageReadError, InvalidParameterError, MedimgError
+from medimg.core.errors import ImageReadError, InvalidParameterError
 from medimg.core.image import Image
 
 logger = logging.getLogger(__name__)
@@ -205,15 +205,3 @@ def check_pair_image(image: Any, parameter: str, dims: int) -> Image:
                                     f"{image.spatial_shape}", fix=f"give {dims}D images, or a model trained on "
                                     f"{found}D data")
     return image
-
-
-def load_case(ds: RegDataset, case: str) -> tuple[Image, Image | None]:
-    """A case's image and label map (None without labels), with the case named in any error."""
-    try:
-        image = ds.load_image(case)
-        label = ds.load_label(case) if ds.has_labels else None
-    except MedimgError:
-        raise
-    except (OSError, ValueError) as exc:  # pragma: no cover - readers raise MedimgError
-        raise ImageReadError("cannot read case", path=ds.root, found=f"{case}: {exc}", fix="check the files") from exc
-    return image, label

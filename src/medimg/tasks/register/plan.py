@@ -21,7 +21,8 @@ Rules of :func:`plan_registration` (sized for a 2-core CPU; each decision is exp
   diffusion term sums the three axes where VoxelMorph's ``Grad('l2')`` averages them, so this is VoxelMorph's
   lambda = 1.5 for NCC), plus a soft label-Dice term (weight 1) when the dataset has labels
   (semi-supervised). ``mode="supervised"``: each pair is a real image and its warp by a random smooth
-  diffeomorphic field (maximum displacement ``simulate_max_mm``); the loss is the mean squared field error.
+  diffeomorphic field (maximum displacement ``simulate_max_mm``); the loss is the mean squared field error
+  (voxels^2) plus the regulariser at 1 % of ``reg_weight`` (a light smoothness prior).
 * **Pre-alignment**: ``"center"`` (image centres; nothing to compute) or ``"affine"`` (the classical affine
   registration, Mattes MI: at training every image is aligned once to a template case of the training set, at
   prediction the moving image to the fixed one). Centre alignment is the default because it keeps a pair's

@@ -117,7 +117,7 @@ class LearnedRegistration:
         )
         from medimg.core.image import Operation
         from medimg.tasks.register.data import canonical_grid, centre_translation, check_pair_image, to_canonical
-        from medimg.tasks.register.transform import integrate_velocity
+        from medimg.tasks.register.trainer import network_displacement
 
         plan = self.plan
         prealign = prealign or plan.prealign
@@ -137,15 +137,7 @@ class LearnedRegistration:
         ref = canonical_grid(f_img, plan.spacing, plan.grid, divisor=plan.divisor, cover=True)
         f_arr = to_canonical(fixed, ref, percentiles=plan.percentiles)
         m_arr = to_canonical(moving, ref, transform=pre, percentiles=plan.percentiles)
-        f_t = torch.from_numpy(f_arr)[None, None]
-        m_t = torch.from_numpy(m_arr)[None, None]
-        raws = []
-        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-            for net in self.nets:
-                raws.append(net.predict_field(f_t, m_t).float())
-        with torch.no_grad():
-            raw = torch.stack(raws).mean(0)
-            u = integrate_velocity(raw, plan.steps) if plan.integrate else raw
+        u = network_displacement(self.nets, f_arr, m_arr, plan)
         field_tx = _field_transform(u[0].numpy(), ref)
         transform = sitk.CompositeTransform(plan.dims)
         transform.AddTransform(pre)

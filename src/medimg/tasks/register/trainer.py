@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from medimg.core.errors import InvalidParameterError
+from medimg.io._files import write_json_atomic
 from medimg.tasks.register.plan import RegisterPlan
 from medimg.train.loop import Callback
 
@@ -84,9 +85,8 @@ def simulate_field(shape: Sequence[int], max_voxels: float, rng: np.random.Gener
                    control: int = 6) -> torch.Tensor:
     """A random smooth diffeomorphic displacement ``(D, *shape)`` in voxels (component order of the axes).
 
-    A Gaussian random velocity on a coarse ``control``-point grid is upsampled (cubic-like, by trilinear
-    interpolation of a smoothed grid), scaled so its largest vector is ``max_voxels`` and integrated by scaling
-    and squaring.
+    A Gaussian random velocity on a coarse grid of ``control`` points per axis is upsampled by linear
+    interpolation, scaled so its largest vector is ``max_voxels`` and integrated by scaling and squaring.
     """
     from medimg.tasks.register.transform import integrate_velocity
 
@@ -191,17 +191,19 @@ def _dice(a: np.ndarray, b: np.ndarray, values: Sequence[int]) -> dict[str, floa
     return out
 
 
-def predict_raw(net: torch.nn.Module, fixed: np.ndarray, moving: np.ndarray) -> torch.Tensor:
-    """The network's displacement ``(1, D, *spatial)`` (voxels) for canonical arrays, no gradients, bf16."""
+def network_displacement(nets: Sequence[torch.nn.Module], fixed: np.ndarray, moving: np.ndarray, plan: RegisterPlan
+                         ) -> torch.Tensor:
+    """The displacement ``(1, D, *spatial)`` (voxels) of canonical arrays: every network's raw field (bf16, no
+    gradients), averaged, then integrated when the plan's networks predict velocities."""
     from medimg.tasks.register.transform import integrate_velocity
 
     f = torch.from_numpy(np.ascontiguousarray(fixed, dtype=np.float32))[None, None]
     m = torch.from_numpy(np.ascontiguousarray(moving, dtype=np.float32))[None, None]
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        raw = net.predict_field(f, m)
-    raw = raw.float()
     with torch.no_grad():
-        return integrate_velocity(raw, net.steps) if net.integrate else raw
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            raws = [net.predict_field(f, m).float() for net in nets]
+        raw = torch.stack(raws).mean(0)
+        return integrate_velocity(raw, plan.steps) if plan.integrate else raw
 
 
 def validate_pairs(net: torch.nn.Module, images: np.ndarray, labels: np.ndarray | None, ids: Sequence[str],
@@ -214,7 +216,7 @@ def validate_pairs(net: torch.nn.Module, images: np.ndarray, labels: np.ndarray 
     rows = []
     for i, j in pairs:
         t0 = time.perf_counter()
-        u = predict_raw(net, images[i], images[j])
+        u = network_displacement([net], images[i], images[j], plan)
         seconds = time.perf_counter() - t0
         jac = jacobian_statistics(to_metric_layout(u[0], plan.spacing[::-1]).numpy(), spacing_mm=plan.spacing)
         row: dict[str, Any] = {"fixed": ids[i], "moving": ids[j], "seconds": seconds,
@@ -249,12 +251,6 @@ def _val_pairs(n: int, count: int, seed: int) -> list[tuple[int, int]]:
 
 
 # ---- folders, plan, splits -------------------------------------------------------------------------------------
-def _atomic_json(path: Path, payload: Any) -> None:
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _existing_plan(out: Path) -> RegisterPlan | None:
     path = out / "plan.json"
     if not path.is_file():
@@ -348,12 +344,12 @@ def _fold_cases(ds: Any, out: Path, options: RegisterTrainOptions) -> tuple[str,
 def _preprocess(ds: Any, cases: Sequence[str], plan: RegisterPlan, template: Any, what: str
                 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Every case on the plan's grid (centred on itself, or affinely aligned to ``template``)."""
-    from medimg.tasks.register.data import canonical_grid, load_case, to_canonical
+    from medimg.tasks.register.data import canonical_grid, to_canonical
 
     images, labels = [], []
     t0 = time.perf_counter()
     for n, case in enumerate(cases):
-        image, label = load_case(ds, case)
+        image, label = ds.load_image(case), ds.load_label(case)
         tx = None
         if template is not None:
             from medimg.classical.registration import register
@@ -430,7 +426,7 @@ def train_registration(data: str | os.PathLike[str], out_dir: str | os.PathLike[
     out.mkdir(parents=True, exist_ok=True)
     plan.save(out / "plan.json")
     if new_splits is not None:
-        _atomic_json(out / "splits.json", new_splits)
+        write_json_atomic(out / "splits.json", new_splits)
     fold_dir = out / fold_name
     fold_dir.mkdir(exist_ok=True)
 
@@ -476,8 +472,8 @@ def train_registration(data: str | os.PathLike[str], out_dir: str | os.PathLike[
         "batch_size": batch, "training_minutes": round(state.elapsed_s / 60, 3), "stop_reason": state.stop_reason,
         "wall_minutes_this_run": round(train_s / 60, 3), "preprocess_seconds": round(preprocess_s, 2),
         "threads": torch.get_num_threads(), "seed": options.seed, "autocast_bf16": not hazards,
-        "budget": (f"{minutes:g} min" if minutes else "") + (" / " if minutes and options.iterations else "") +
-                  (f"{options.iterations} iterations" if options.iterations else ""),
+        "budget": " / ".join(b for b in (minutes and f"{minutes:g} min",
+                                         options.iterations and f"{options.iterations} iterations") if b),
         "mode": plan.mode, "similarity": plan.similarity, "prealign": plan.prealign,
         "final_loss_mean_of_last_100": (float(np.mean([r["loss"] for r in state.history[-100:]]))
                                         if state.history else None),
@@ -491,5 +487,5 @@ def train_registration(data: str | os.PathLike[str], out_dir: str | os.PathLike[
         if "mean_dice_after" in v:
             logger.info("%s validation (%d pairs): Dice %.4f -> %.4f, folding %.5f", fold_name, v["n_pairs"],
                         v["mean_dice_before"], v["mean_dice_after"], v["folding_fraction_mean"])
-    _atomic_json(fold_dir / "metrics.json", metrics)
+    write_json_atomic(fold_dir / "metrics.json", metrics)
     return metrics

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from medimg.core.errors import InvalidParameterError
+from medimg.io._files import write_json_atomic
 from medimg.train.loop import Callback, TrainState
 
 logger = logging.getLogger(__name__)
@@ -154,12 +155,6 @@ class ValidationCallback(Callback):
         logger.info("validation at %.1f min: mean Dice %.4f", res["minutes"], res["mean_dice"])
 
 
-def _atomic_json(path: Path, payload: Any) -> None:
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(json.dumps(payload, indent=2))
-    os.replace(tmp, path)
-
-
 def train_segmentation(dataset_root: str | os.PathLike[str], out_dir: str | os.PathLike[str],
                        options: TrainOptions = TrainOptions(), *,
                        callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
@@ -221,7 +216,7 @@ def train_segmentation(dataset_root: str | os.PathLike[str], out_dir: str | os.P
     else:
         splits = make_splits(ds.cases, options.n_folds, options.seed,
                              groups=case_groups(ds.cases, options.group_by) if options.group_by else None)
-        _atomic_json(splits_path, {"seed": options.seed, "n_folds": options.n_folds, "group_by": options.group_by,
+        write_json_atomic(splits_path, {"seed": options.seed, "n_folds": options.n_folds, "group_by": options.group_by,
                                    "folds": splits})
     if options.fold == "all":
         train_ids, val_ids, fold_name = list(ds.cases), [], "fold_all"
@@ -288,7 +283,7 @@ def train_segmentation(dataset_root: str | os.PathLike[str], out_dir: str | os.P
         final = validate_cases(model, val_cases, plan)
         metrics["validation"] = {k: v for k, v in final.items() if k != "dice_per_case"}
         metrics["validation"]["cases"] = dict(zip(val_ids, final["dice_per_case"]))
-    _atomic_json(fold_dir / "metrics.json", metrics)
+    write_json_atomic(fold_dir / "metrics.json", metrics)
     return metrics
 
 
