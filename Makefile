@@ -5,8 +5,14 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+# PyTorch is installed before medimg so that pip never resolves the package's open `torch>=2.4` to PyPI's
+# multi-GB CUDA build. Default: the CPU build, from a local wheel when pip finds one offline (--no-index; its
+# dependencies then come from the usual index),
+# else from PyTorch's CPU index. A GPU install: make TORCH_INDEX=https://download.pytorch.org/whl/cu128 ...
+TORCH       ?= torch==2.13.0
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 
-.PHONY: demo test bench lint clean venv zoo-hippocampus zoo-adrenal zoo-busi zoo-hippocampus-registration reg-brain-learned
+.PHONY: demo test bench lint clean venv torch zoo-hippocampus zoo-adrenal zoo-busi zoo-hippocampus-registration reg-brain-learned
 
 venv: $(STAMP)
 
@@ -14,8 +20,15 @@ $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=/path/to/python3.11 ...'"; exit 2; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(MAKE) --no-print-directory torch
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+torch:
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --no-index --no-deps '$(TORCH)' 2>/dev/null \
+	    || $(BIN)/python -m pip install --quiet --index-url '$(TORCH_INDEX)' '$(TORCH)'
+	$(BIN)/python -m pip install --quiet '$(TORCH)'
 
 demo: $(STAMP)
 	$(BIN)/medimg demo --out demo_output
