@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+import warnings
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +21,7 @@ import numpy as np
 from PIL import Image as PILImage
 from PIL import ImageSequence, UnidentifiedImageError
 
+from medimg.core.checks import check_memory_budget, check_voxels, declared_nbytes
 from medimg.core.enums import Kind
 from medimg.core.errors import ImageReadError, ImageWriteError, InvalidParameterError
 from medimg.core.image import Image
@@ -64,6 +67,30 @@ def _frame_array(frame: PILImage.Image, *, kind: Kind, fmt: str) -> np.ndarray:
         if np.all(alpha == np.iinfo(alpha.dtype).max if np.issubdtype(alpha.dtype, np.integer) else alpha == 1):
             arr = arr[:-1]  # fully opaque: the alpha channel carries nothing
     return arr
+
+
+_PIL_LIMIT_LOCK = threading.Lock()
+_MODE_ITEMSIZE = {"I": 4, "F": 4, "I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2}
+
+
+def _frame_nbytes(frame: PILImage.Image) -> int:
+    """Bytes one decoded frame takes (palette images count as RGBA, as they may be expanded)."""
+    width, height = frame.size
+    per_pixel = 4 if frame.mode in ("P", "PA") else len(frame.getbands()) * _MODE_ITEMSIZE.get(frame.mode, 1)
+    return declared_nbytes((width, height), per_pixel)
+
+
+def _open_image(path: Path) -> PILImage.Image:
+    """``PIL.Image.open`` with medimg's memory budget in place of Pillow's own pixel-count limit (checked by the
+    caller before any decoding), so ``MEDIMG_MAX_BYTES`` is the one setting for every format."""
+    with _PIL_LIMIT_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+        previous = PILImage.MAX_IMAGE_PIXELS
+        PILImage.MAX_IMAGE_PIXELS = None
+        try:
+            return PILImage.open(path)
+        finally:
+            PILImage.MAX_IMAGE_PIXELS = previous
 
 
 def _spacing(spacing: Sequence[float] | None, path: Path) -> tuple[tuple[float, float, float], str]:
@@ -121,14 +148,22 @@ def read_raster(
     kind_ = Kind(kind) if kind is not None else Kind.INTENSITY
     geometry_spacing, spacing_source = _spacing(spacing, p)
     try:
-        with PILImage.open(p) as pil:
+        with _open_image(p) as pil:
             fmt = _PIL_FORMAT.get(pil.format or "", (pil.format or compound_suffix(p).lstrip(".")).lower())
             frames = []
+            n_pages = int(getattr(pil, "n_frames", 1) or 1) if fmt == "tiff" else 1
+            check_memory_budget(_frame_nbytes(pil) * n_pages, path=p,
+                                what=f"image ({n_pages} pages)" if n_pages > 1 else "image")
+            declared = 0
             for frame in ImageSequence.Iterator(pil):
+                declared += _frame_nbytes(frame)  # pages may differ in size: count each before decoding it
+                check_memory_budget(declared, path=p, what="image")
                 frame.load()
                 frames.append((frame.mode, frame.size, _frame_array(frame, kind=kind_, fmt=fmt)))
                 if fmt != "tiff":
                     break  # animated PNG / multi-picture JPEG: the first picture only
+    except ImageReadError:
+        raise
     except UnidentifiedImageError as exc:
         raise ImageReadError(
             "not a readable PNG/JPEG/TIFF image", path=p, expected="PNG, JPEG or TIFF content",
@@ -157,6 +192,7 @@ def read_raster(
     metadata: dict[str, Any] = {"source_format": fmt, "source_path": str(p), "spacing_source": spacing_source}
     if len(frames) > 1:
         metadata["pages"] = len(frames)
+    check_voxels(voxels, path=p)
     image = Image.from_array(np.ascontiguousarray(voxels), spacing=geometry_spacing, kind=kind_,
                              metadata=metadata, copy=False)
     logger.debug("read %s %s: shape %s, %s", fmt, p, image.shape, image.dtype)
