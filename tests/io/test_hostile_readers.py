@@ -208,18 +208,6 @@ def test_nifti_zero_pixdim_refused(tmp_path):
         read(tmp_path / "p0.nii")
 
 
-def test_memory_budget_default_and_override(monkeypatch):
-    from medimg.core.checks import memory_budget_bytes
-
-    monkeypatch.delenv("MEDIMG_MAX_BYTES", raising=False)
-    assert 0 < memory_budget_bytes() <= 8 * 1024**3
-    monkeypatch.setenv("MEDIMG_MAX_BYTES", "3G")
-    assert memory_budget_bytes() == 3 * 1024**3
-    monkeypatch.setenv("MEDIMG_MAX_BYTES", "lots")
-    with pytest.raises(InvalidParameterError, match="MEDIMG_MAX_BYTES"):
-        memory_budget_bytes()
-
-
 # ---- item 9: messages that name what the user can act on ----------------------------------------------------------
 def test_png_write_error_names_the_output_not_a_temporary_file(tmp_path):
     out = tmp_path / "out.png"

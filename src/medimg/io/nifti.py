@@ -222,7 +222,11 @@ def read_nifti(path: str | os.PathLike[str], *, kind: Kind | str | None = None) 
 
     Raises:
         ImageReadError: missing/empty/corrupt/truncated file, not NIfTI, 5 or more dimensions (other than
-            one time point of vectors), NaN or Inf voxels, a sheared affine.
+            one time point of vectors), NaN or Inf voxels, complex voxels, a sheared affine; an invalid header
+            (dim[0] outside 1..7, unknown datatype); a declared size above the memory budget
+            (:func:`medimg.core.checks.memory_budget_bytes`) or above the bytes present (checked before anything
+            is allocated; .nii.gz is inflated only up to the declared size); a zero voxel size (pixdim) when the
+            geometry comes from the qform or pixdim (nibabel would silently assume 1 mm).
 
     Example:
         >>> import tempfile, pathlib
