@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import logging
 import struct
 import zipfile
 import zlib
@@ -278,3 +279,21 @@ def test_dataset_links_out_of_the_folder_refused(tmp_path):
     (root / "labelsTr" / "a.nii.gz").symlink_to(other)
     with pytest.raises(ImageReadError, match="outside its folder"):
         NnUNetDataset(root)
+
+
+def test_refused_raster_gets_no_spacing_warning_first(corpus, tmp_path, monkeypatch, caplog):
+    """The 'no pixel spacing; using 1 mm' warning came before the error line of a file that is then refused."""
+    from medimg.io import raster
+
+    monkeypatch.setattr(raster, "_warned_default_spacing", False)
+    monkeypatch.delenv("MEDIMG_MAX_BYTES", raising=False)
+    bad = tmp_path / "cut.png"
+    bad.write_bytes(corpus["12000x12000.png"][0].read_bytes())  # under the default budget: decoded, truncated
+    with caplog.at_level(logging.WARNING), pytest.raises(ImageReadError, match="truncated"):
+        read(bad)
+    assert not [r for r in caplog.records if "pixel spacing" in r.getMessage()]
+    good = tmp_path / "ok.png"
+    PILImage.fromarray(np.zeros((4, 4), np.uint8)).save(good)
+    with caplog.at_level(logging.WARNING):
+        read(good)
+    assert [r for r in caplog.records if "pixel spacing" in r.getMessage()]

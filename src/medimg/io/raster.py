@@ -93,15 +93,19 @@ def _open_image(path: Path) -> PILImage.Image:
             PILImage.MAX_IMAGE_PIXELS = previous
 
 
-def _spacing(spacing: Sequence[float] | None, path: Path) -> tuple[tuple[float, float, float], str]:
+def _warn_default_spacing(path: Path) -> None:
+    """Said once per process, and only after the file was read (a refused file gets its one error line only)."""
     global _warned_default_spacing
+    if not _warned_default_spacing:
+        logger.warning(
+            "%s: PNG/JPEG/TIFF files carry no pixel spacing; using 1 mm (pass spacing=(sx, sy) to set it; "
+            "this warning is shown once)", path,
+        )
+        _warned_default_spacing = True
+
+
+def _spacing(spacing: Sequence[float] | None, path: Path) -> tuple[tuple[float, float, float], str]:
     if spacing is None:
-        if not _warned_default_spacing:
-            logger.warning(
-                "%s: PNG/JPEG/TIFF files carry no pixel spacing; using 1 mm (pass spacing=(sx, sy) to set it; "
-                "this warning is shown once)", path,
-            )
-            _warned_default_spacing = True
         return (1.0, 1.0, 1.0), "default_1mm"
     values = tuple(float(v) for v in spacing)
     if len(values) not in (2, 3) or not all(np.isfinite(values)) or min(values) <= 0:
@@ -193,6 +197,8 @@ def read_raster(
     if len(frames) > 1:
         metadata["pages"] = len(frames)
     check_voxels(voxels, path=p)
+    if spacing_source == "default_1mm":
+        _warn_default_spacing(p)
     image = Image.from_array(np.ascontiguousarray(voxels), spacing=geometry_spacing, kind=kind_,
                              metadata=metadata, copy=False)
     logger.debug("read %s %s: shape %s, %s", fmt, p, image.shape, image.dtype)
