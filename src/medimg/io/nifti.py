@@ -83,7 +83,8 @@ def _parse_header(klass: Any, head: bytes, path: Path) -> Any:
             "known data type", found=f"{type(exc).__name__}: {exc}",
             fix="the header is damaged; export the image again from the source",
         ) from exc
-    if np.issubdtype(dtype, np.complexfloating) or dtype.fields is not None:
+    rgb = dtype.fields is not None and all(dtype.fields[n][0] == np.uint8 for n in dtype.names or ())
+    if np.issubdtype(dtype, np.complexfloating) or (dtype.fields is not None and not rgb):
         raise ImageReadError(
             "unsupported NIfTI voxel type", path=path, expected="real numbers (integer or float voxels)",
             found=f"{dtype} voxels", fix="save the magnitude (numpy.abs) or the real and imaginary parts as "
@@ -213,7 +214,8 @@ def read_nifti(path: str | os.PathLike[str], *, kind: Kind | str | None = None) 
             converted to the smallest integer type that holds them.
 
     Returns:
-        Image of shape (C, Z, Y, X): a 2D/3D file gives C = 1, a 4D file (x, y, z, t) gives C = t, and a
+        Image of shape (C, Z, Y, X): a 2D/3D file gives C = 1 (an RGB24/RGBA32 file C = 3/4, uint8), a 4D
+        file (x, y, z, t) gives C = t, and a
         vector image (x, y, z, 1, c), as ITK writes displacement fields (``medimg register``'s
         ``displacement.nii.gz``), gives C = c, the components as stored (no LPS/RAS flip of the vector values:
         ITK and ANTs store physical LPS components; metadata ``vector_components`` and ``intent``).
@@ -276,10 +278,19 @@ def read_nifti(path: str | os.PathLike[str], *, kind: Kind | str | None = None) 
             found=f"{type(exc).__name__}: {exc}", fix="copy or export the file again",
         ) from exc
     data = np.asarray(data).reshape(shape)
-    check_voxels(data, path=p)
+    rgb = data.dtype.fields is not None  # RGB24 / RGBA32: one uint8 channel per field
+    if rgb and data.ndim > 3:
+        raise ImageReadError(
+            "RGB NIfTI with a 4th dimension", path=p, expected="a 2D or 3D RGB(A) image",
+            found=f"shape {tuple(nimg.shape)}", fix="split the time points into separate files",
+        )
+    if not rgb:
+        check_voxels(data, path=p)
     if data.ndim == 2:
         data = data[:, :, None]
-    if data.ndim == 3:
+    if rgb:
+        voxels = np.stack([data[name].transpose(2, 1, 0) for name in data.dtype.names])
+    elif data.ndim == 3:
         voxels = data.transpose(2, 1, 0)[None]
     else:  # (x, y, z, t) -> (t, z, y, x)
         voxels = data.transpose(3, 2, 1, 0)
