@@ -19,12 +19,12 @@ import shutil
 import tempfile
 import zlib
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from medimg.core.errors import ImageReadError, ImageWriteError
 
 __all__ = ["check_input", "atomic_output", "atomic_output_dir", "check_outputs_apart", "same_path", "MAX_INPUT_BYTES",
-           "compound_suffix", "write_json_atomic", "read_gzip_bounded", "is_inside"]
+           "compound_suffix", "write_json_atomic", "read_gzip_bounded", "is_inside", "native_stderr_to_log"]
 
 #: Largest single input file medimg reads without being told otherwise (MEDIMG_MAX_INPUT_BYTES overrides).
 MAX_INPUT_BYTES = int(os.environ.get("MEDIMG_MAX_INPUT_BYTES", str(8 * 1024**3)))
@@ -45,6 +45,29 @@ def compound_suffix(path: str | os.PathLike[str]) -> str:
         if name.endswith(ext):
             return ext
     return Path(name).suffix
+
+
+@contextlib.contextmanager
+def native_stderr_to_log(log: Callable[[str], None]) -> Iterator[None]:
+    """Send what native libraries (ITK's MetaIO, libtiff) print straight to file descriptor 2 to ``log`` instead
+    of the terminal, so a refused file still gets exactly one line. Python's own ``sys.stderr`` is untouched;
+    fd 2 is shared by the process, so keep the block short (one library call)."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no usable fd 2 (embedded interpreter): nothing to redirect
+        yield
+        return
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            text = sink.read(1 << 16).decode("utf-8", "replace").strip()
+            if text:
+                log(text)
 
 
 def check_input(path: str | os.PathLike[str], *, allow_dir: bool = True) -> Path:

@@ -22,7 +22,7 @@ from medimg.core.checks import check_memory_budget, check_voxels, declared_nbyte
 from medimg.core.enums import Kind, Space
 from medimg.core.errors import ImageReadError, ImageWriteError
 from medimg.core.image import Image
-from medimg.io._files import check_input, compound_suffix, is_inside
+from medimg.io._files import check_input, compound_suffix, is_inside, native_stderr_to_log
 from medimg.io.sitk_bridge import from_sitk, to_sitk
 
 logger = logging.getLogger(__name__)
@@ -199,7 +199,8 @@ def read_itk(path: str | os.PathLike[str], *, kind: Kind | str | None = None) ->
     if ext in _IO:
         reader.SetImageIO(_IO[ext])
     try:
-        img = reader.Execute()
+        with native_stderr_to_log(lambda text: logger.debug("%s: SimpleITK said: %s", p, text)):
+            img = reader.Execute()
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()
         detail = next((line for line in first if "ERROR" in line or "rror" in line), first[-1] if first else "")

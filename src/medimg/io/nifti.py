@@ -19,16 +19,16 @@ Which affine is used (the same choice as nibabel's ``get_best_affine``; the one 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import nibabel as nib
 import numpy as np
 from nibabel.filebasedimages import ImageFileError
-from nibabel.imageglobals import LoggingOutputSuppressor
 from nibabel.spatialimages import HeaderDataError, HeaderTypeError
 
 from medimg.core.checks import check_memory_budget, check_voxels, declared_nbytes
@@ -52,6 +52,19 @@ _INTENT_LABEL = 1002  # NIFTI_INTENT_LABEL
 _INTENT_VECTORS = {1006: "displacement_vector", 1007: "vector"}  # NIFTI_INTENT_DISPVECT, NIFTI_INTENT_VECTOR
 _READ_ERRORS = (ImageFileError, HeaderDataError, HeaderTypeError, OSError, EOFError, zlib.error, ValueError, TypeError,
                 MemoryError, OverflowError)
+
+
+@contextlib.contextmanager
+def _quiet_nibabel() -> Iterator[None]:
+    """Silence nibabel's header-repair messages ("setting 0 dims to 1", ...), which it prints on stderr even
+    through its own LoggingOutputSuppressor (Python's last-resort handler); the checks here cover them."""
+    nib_logger = logging.getLogger("nibabel.global")
+    previous = nib_logger.disabled
+    nib_logger.disabled = True
+    try:
+        yield
+    finally:
+        nib_logger.disabled = previous
 
 
 def _head(path: Path, gz: bool) -> bytes:
@@ -101,7 +114,7 @@ def _load(path: Path) -> tuple[Any, list[int]]:
     """The nibabel image and the spatial axes (0 = x) whose pixdim is 0 or not finite in the stored header."""
     if compound_suffix(path) in (".hdr", ".img"):  # NIfTI-1 pair: nibabel finds the partner file itself
         try:
-            with LoggingOutputSuppressor():
+            with _quiet_nibabel():
                 return nib.load(path), []
         except _READ_ERRORS as exc:
             raise ImageReadError(
@@ -142,7 +155,7 @@ def _load(path: Path) -> tuple[Any, list[int]]:
             fix="the file was probably cut short during copy or download, or its header is damaged; copy it again",
         )
     try:
-        with LoggingOutputSuppressor():  # nibabel prints header repairs on stderr; the checks above cover them
+        with _quiet_nibabel():  # nibabel prints header repairs on stderr; the checks above cover them
             return klass.from_bytes(data), zero_axes
     except _READ_ERRORS as exc:
         raise ImageReadError(
@@ -258,7 +271,15 @@ def read_nifti(path: str | os.PathLike[str], *, kind: Kind | str | None = None) 
             found=f"{len(nimg.shape)} dims, shape {tuple(nimg.shape)}",
             fix="split the extra dimensions into separate files (e.g. with nibabel or fslsplit)",
         )
-    geometry, affine_source = _geometry(nimg, p)
+    try:
+        with _quiet_nibabel():
+            geometry, affine_source = _geometry(nimg, p)
+    except _READ_ERRORS as exc:  # e.g. a qform quaternion nibabel cannot complete (ValueError in fillpositive)
+        raise ImageReadError(
+            "invalid orientation in the NIfTI header", path=p, expected="a valid qform/sform",
+            found=f"{type(exc).__name__}: {exc}", fix="repair the header (e.g. with nibabel or fslorient) or "
+            "export the image again",
+        ) from exc
     if zero_axes and not affine_source.startswith("sform"):
         # nibabel silently turns a zero pixdim into 1 mm; a guessed voxel size would make every measurement wrong
         raise ImageReadError(

@@ -45,9 +45,10 @@ __all__ = ["MEDIMG_NPZ_VERSION", "load_medmnist", "npz_selection", "read_npz", "
 MEDIMG_NPZ_VERSION = 1
 _META_KEY = "__medimg__"
 _MEDMNIST_KEY = re.compile(r"^(train|val|test)_(images|labels)$")
-# numpy's header parser raises TokenError/SyntaxError on a damaged header; hostile shapes raise Overflow/MemoryError
+# numpy's header parser raises TokenError/SyntaxError on a damaged header; hostile shapes raise Overflow/MemoryError;
+# zipfile raises RuntimeError for an encrypted member and NotImplementedError for an unknown compression
 _LOAD_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError, TypeError, SyntaxError,
-                tokenize.TokenError, OverflowError, MemoryError, NotImplementedError)
+                tokenize.TokenError, OverflowError, MemoryError, NotImplementedError, RuntimeError)
 
 
 class _Archive:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import struct
 import threading
 import warnings
 import zlib
@@ -25,7 +26,7 @@ from medimg.core.checks import check_memory_budget, check_voxels, declared_nbyte
 from medimg.core.enums import Kind
 from medimg.core.errors import ImageReadError, ImageWriteError, InvalidParameterError
 from medimg.core.image import Image
-from medimg.io._files import check_input, compound_suffix
+from medimg.io._files import check_input, compound_suffix, native_stderr_to_log
 
 logger = logging.getLogger(__name__)
 
@@ -83,14 +84,16 @@ def _frame_nbytes(frame: PILImage.Image) -> int:
 def _open_image(path: Path) -> PILImage.Image:
     """``PIL.Image.open`` with medimg's memory budget in place of Pillow's own pixel-count limit (checked by the
     caller before any decoding), so ``MEDIMG_MAX_BYTES`` is the one setting for every format."""
-    with _PIL_LIMIT_LOCK, warnings.catch_warnings():
-        warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+    with _PIL_LIMIT_LOCK, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         previous = PILImage.MAX_IMAGE_PIXELS
         PILImage.MAX_IMAGE_PIXELS = None
         try:
             return PILImage.open(path)
         finally:
             PILImage.MAX_IMAGE_PIXELS = previous
+            for w in caught:  # Pillow's complaints about damaged tags: the decode below says whether they matter
+                logger.debug("%s: %s", path, w.message)
 
 
 def _warn_default_spacing(path: Path) -> None:
@@ -152,7 +155,9 @@ def read_raster(
     kind_ = Kind(kind) if kind is not None else Kind.INTENSITY
     geometry_spacing, spacing_source = _spacing(spacing, p)
     try:
-        with _open_image(p) as pil:
+        with native_stderr_to_log(lambda text: logger.debug("%s: the decoder said: %s", p, text)), \
+                _open_image(p) as pil, warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             fmt = _PIL_FORMAT.get(pil.format or "", (pil.format or compound_suffix(p).lstrip(".")).lower())
             frames = []
             n_pages = int(getattr(pil, "n_frames", 1) or 1) if fmt == "tiff" else 1
@@ -173,11 +178,14 @@ def read_raster(
             "not a readable PNG/JPEG/TIFF image", path=p, expected="PNG, JPEG or TIFF content",
             found="content Pillow does not recognise", fix="check the file is an image and not, e.g., an HTML page",
         ) from exc
-    except (OSError, SyntaxError, ValueError, EOFError, zlib.error, PILImage.DecompressionBombError) as exc:
+    except (OSError, SyntaxError, ValueError, TypeError, KeyError, IndexError, struct.error, EOFError, zlib.error,
+            PILImage.DecompressionBombError) as exc:  # Pillow's parsers raise all of these on damaged headers
         raise ImageReadError(
             "damaged or truncated image file", path=p, found=f"{type(exc).__name__}: {exc}",
             fix="copy or export the image again",
         ) from exc
+    for w in caught:  # Pillow's complaints about damaged but readable tags: not worth a line of their own
+        logger.debug("%s: %s", p, w.message)
     if len(frames) > 1:
         first_mode, first_size, first = frames[0]
         odd = [i for i, (m, s, a) in enumerate(frames) if (s, a.shape, a.dtype) != (first_size, first.shape,
