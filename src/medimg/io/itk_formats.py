@@ -5,6 +5,10 @@ Both formats store LPS geometry like the library, so no flips happen here; conve
 
 Detached-header formats (``.nhdr``, ``.mhd``) keep their voxels in a second file beside the header, named by
 SimpleITK after the header's file name; :func:`write_itk` writes both into the destination folder.
+
+Files from outside are never handed to SimpleITK unchecked: :func:`check_itk_header` parses the text header first
+(dimensions, sizes, element type, declared size against the memory budget and the bytes present) and refuses a
+data file that is absolute or lies outside the header's folder, so a header cannot turn ``/etc/passwd`` into voxels.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from medimg.io.sitk_bridge import from_sitk, to_sitk
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ITK_EXTENSIONS", "read_itk", "write_itk"]
+__all__ = ["ITK_EXTENSIONS", "check_itk_header", "read_itk", "write_itk"]
 
 _IO = {".nrrd": "NrrdImageIO", ".nhdr": "NrrdImageIO", ".mha": "MetaImageIO", ".mhd": "MetaImageIO"}
 _FORMAT = {".nrrd": "nrrd", ".nhdr": "nrrd", ".mha": "mha", ".mhd": "mha"}
@@ -109,9 +113,18 @@ def _data_file(path: Path, name: str) -> Path:
     return folder / target
 
 
-def _validate_header(path: Path, ext: str) -> None:
+def check_itk_header(path: str | os.PathLike[str], ext: str | None = None) -> None:
     """Check a NRRD or MetaImage header before SimpleITK sees it: dimensions, sizes, element type, the data
-    file's place, and the declared size against the bytes present and the memory budget."""
+    file's place, and the declared size against the bytes present and the memory budget.
+
+    Call it before any SimpleITK call on a file from outside (``ReadImageInformation`` too: ITK hangs on
+    ``NDims = 99999999999996``). ``ext`` defaults to the file's extension.
+
+    Raises:
+        ImageReadError: naming the file and what is wrong.
+    """
+    path = Path(path)
+    ext = compound_suffix(path) if ext is None else ext
     with open(path, "rb") as fh:
         nrrd = fh.read(4) == b"NRRD"
     if not nrrd and ext not in (".mha", ".mhd"):
@@ -193,7 +206,7 @@ def read_itk(path: str | os.PathLike[str], *, kind: Kind | str | None = None) ->
     """
     p = check_input(path, allow_dir=False)
     ext = compound_suffix(p)
-    _validate_header(p, ext)
+    check_itk_header(p, ext)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(p))
     if ext in _IO:
