@@ -223,7 +223,7 @@ def _medmnist_sample(
     sizes = ", ".join(f"{k} ({arrays.shape(k)[0]} samples)" for k in image_keys)
     if key is None:
         raise InvalidParameterError(
-            "MedMNIST file holds several splits", path=path, parameter="key",
+            "MedMNIST file holds several splits", path=path, parameter="series",
             expected="one of " + ", ".join(image_keys), found="no key",
             fix=f"choose one sample: on the command line --series SPLIT:INDEX (e.g. --series {split0}:0), in Python "
             f"medimg.io.read(path, series='{split0}:0') (available: {sizes}); "
@@ -233,7 +233,7 @@ def _medmnist_sample(
         key = f"{key}_images"
     if key not in image_keys:
         raise InvalidParameterError(
-            "unknown MedMNIST image key", path=path, parameter="key", expected="one of " + ", ".join(image_keys),
+            "unknown MedMNIST image key", path=path, parameter="series", expected="one of " + ", ".join(image_keys),
             found=repr(key), fix=f"choose one of the image arrays ({sizes}) with --series SPLIT:INDEX (command line) "
             "or series='SPLIT:INDEX' (medimg.io.read)",
         )
@@ -241,7 +241,7 @@ def _medmnist_sample(
     n = shape[0]
     if index is None or not -n <= int(index) < n:
         raise InvalidParameterError(
-            "MedMNIST sample index missing or out of range", path=path, parameter="index",
+            "MedMNIST sample index missing or out of range", path=path, parameter="series",
             expected=f"0 <= index < {n}", found=index,
             fix=f"pick one of the {n} samples of '{key}': --series {key[: -len('_images')]}:INDEX on the command "
                 f"line, series='{key[: -len('_images')]}:INDEX' in medimg.io.read",
@@ -348,7 +348,7 @@ def _read(
         if key is None:
             if len(names) > 1:
                 raise InvalidParameterError(
-                    "NPZ file holds several arrays", path=p, parameter="key",
+                    "NPZ file holds several arrays", path=p, parameter="series",
                     expected="one of " + ", ".join(names), found="no key",
                     fix=f"choose one ({arrays.listing()}) with --series KEY (command line) or series='KEY' "
                         "(medimg.io.read); KEY:INDEX picks one sample along the first axis",
@@ -356,7 +356,7 @@ def _read(
             key = names[0]
         if key not in arrays:
             raise InvalidParameterError(
-                "no such array in the NPZ file", path=p, parameter="key", expected="one of " + ", ".join(names),
+                "no such array in the NPZ file", path=p, parameter="series", expected="one of " + ", ".join(names),
                 found=repr(key), fix=f"choose one of: {arrays.listing()} (--series KEY, or series='KEY')",
             )
         metadata["npz_key"] = key
@@ -365,7 +365,7 @@ def _read(
             n = shape[0] if shape else 0
             if not -n <= int(index) < n:
                 raise InvalidParameterError(
-                    "sample index out of range", path=p, parameter="index", expected=f"0 <= index < {n}",
+                    "sample index out of range", path=p, parameter="series", expected=f"0 <= index < {n}",
                     found=index, fix=f"'{key}' has shape {shape}; pick a sample along its first axis "
                     f"(--series {key}:INDEX, or series='{key}:INDEX')",
                 )
