@@ -350,3 +350,19 @@ def test_refused_raster_gets_no_spacing_warning_first(corpus, tmp_path, monkeypa
     with caplog.at_level(logging.WARNING):
         read(good)
     assert [r for r in caplog.records if "pixel spacing" in r.getMessage()]
+
+
+@pytest.mark.parametrize("name", ["ndims_huge.mha", "dim0_9.nii"])
+def test_classification_header_probe_refuses_hostile_headers(name, corpus, tmp_path):
+    """A class-folder dataset probes each file's header without reading it; the MHA probe hung inside ITK and the
+    NIfTI probe let nibabel's HeaderDataError escape."""
+    from medimg.tasks.classify.data import open_classification_dataset
+
+    for cls in ("a", "b"):
+        (tmp_path / cls).mkdir()
+        write(phantom((1, 8, 8)).replace(voxels=np.zeros((1, 1, 8, 8), np.uint8)), tmp_path / cls / "ok.png")
+    bad = tmp_path / "b" / Path(name).name
+    bad.write_bytes(corpus[name][0].read_bytes())
+    with pytest.raises(ImageReadError) as exc:
+        open_classification_dataset(tmp_path)
+    assert bad.name in str(exc.value) and "\n" not in str(exc.value)
