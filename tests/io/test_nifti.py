@@ -297,3 +297,13 @@ def test_write_wrong_extension(tmp_path):
     with pytest.raises(ImageWriteError, match="extension") as exc:
         write_nifti(phantom((3, 4, 5)), tmp_path / "x.nrrd")
     _names_file(exc, tmp_path / "x.nrrd")
+
+
+def test_rgb24_nifti_reads_as_three_channels():
+    """TotalSegmentator's spine report is an RGB24 NIfTI; it was refused as 'unsupported voxel type'."""
+    path = require_data(*TS, "spine_report", "example_ct_report", "spine_report.nii.gz")
+    img = read_nifti(path)
+    ref = np.asanyarray(nib.load(path).dataobj)  # structured (R, G, B) uint8, x-y-z order
+    assert img.shape == (3, 1) + ref.shape[1::-1] and img.dtype == np.uint8
+    for c, name in enumerate("RGB"):
+        np.testing.assert_array_equal(img.voxels[c, 0], ref[name][:, :, 0].T)

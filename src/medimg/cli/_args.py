@@ -36,7 +36,8 @@ def parse_series(text: str | None) -> str | int | None:
 def add_read_options(parser) -> None:
     """Options every command that reads an image accepts."""
     parser.add_argument("--series", metavar="INDEX|UID",
-                        help="DICOM folder with several series: which one to read (see `medimg info`)")
+                        help="DICOM folder with several series: which one to read (see `medimg info`); .npz file: "
+                        "KEY[:INDEX], e.g. test:0 for sample 0 of a MedMNIST file's test split")
     parser.add_argument("--spacing", metavar="SX,SY[,SZ]",
                         help="voxel spacing in mm for inputs without one (PNG/JPEG/TIFF/NPZ, DICOM without "
                         "PixelSpacing)")

@@ -28,9 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,18 +93,6 @@ def check_output_folder(out: Path, marker_file: str, marker: str, command: str) 
             )
 
 
-def replace_folder(tmp: Path, out: Path) -> None:
-    """Move the finished temporary folder to ``out``, replacing an earlier output."""
-    if out.exists():
-        old = out.with_name(f".{out.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
-
-
 def load_input(args: argparse.Namespace, notes: list[str]):
     """Read the input, apply --pixel-spacing to 2D files without spacing and --modality to files without one."""
     from medimg.cli._args import parse_modality, read_input
@@ -136,14 +122,13 @@ def write_analysis(image, result, out: Path, *, source: str, inputs: list[str], 
 
     import medimg
     from medimg.io import write
+    from medimg.io._files import atomic_output_dir
     from medimg.measure import to_csv
     from medimg.report import ReportSection, classification_record, classification_section, image_summary, render_html
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(os.path.abspath(out)).parent / f".{out.name}.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "masks").mkdir(parents=True)
-    try:
+    # a fresh temporary folder; replaces OUT only when it is an earlier analyze output and holds no input
+    with atomic_output_dir(out, inputs=inputs, replace_marker=("measurements.json", _MARKER)) as tmp:
+        (tmp / "masks").mkdir()
         mask_files = {}
         for name, mask in result.masks.items():
             if mask.is_2d:
@@ -218,10 +203,6 @@ def write_analysis(image, result, out: Path, *, source: str, inputs: list[str], 
             "scikit-image": skimage.__version__, "SimpleITK": SimpleITK.Version.VersionString(),
         })
         (tmp / "report.html").write_text(html_text, encoding="utf-8")
-        replace_folder(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out / "report.html"
 
 
@@ -354,10 +335,12 @@ def run(args: argparse.Namespace) -> int:
     from medimg.cli._classify import prediction_line, quiet_figure_logs
     from medimg.cli.cmd_predict import _read_case, case_files
     from medimg.core.errors import InvalidParameterError
+    from medimg.io._files import check_outputs_apart
     from medimg.pipelines import choose_pipeline, run_pipeline
 
     out = Path(args.out)
     check_output_folder(out, "measurements.json", _MARKER, "analyze")
+    check_outputs_apart([out], [args.input])  # before any work: replacing OUT must never delete the input
     if args.pipeline == "none" and not args.classifier:
         raise InvalidParameterError("nothing to run", parameter="--pipeline", expected="--classifier MODEL with "
                                     "--pipeline none", found="--pipeline none alone",

@@ -1,14 +1,17 @@
-"""Validation helpers shared by operations: per-axis parameters given as one number or (x, y, z)."""
+"""Validation helpers shared by operations and readers: per-axis parameters given as one number or (x, y, z), and
+the one memory budget every reader checks declared sizes against before allocating."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
 
-from medimg.core.errors import InvalidParameterError
+from medimg.core.errors import ImageReadError, InvalidParameterError
 
-__all__ = ["per_axis_xyz"]
+__all__ = ["per_axis_xyz", "memory_budget_bytes", "check_memory_budget", "declared_nbytes", "MEMORY_BUDGET_ENV",
+           "check_voxels"]
 
 
 def per_axis_xyz(value: Any, name: str, *, allow_zero: bool = False, integer: bool = False) -> tuple[float, ...]:
@@ -43,3 +46,113 @@ def per_axis_xyz(value: Any, name: str, *, allow_zero: bool = False, integer: bo
             found=tuple(arr), fix=f"give {name} with {'values >= 0' if allow_zero else 'values > 0'}",
         )
     return tuple(float(v) for v in arr)
+
+
+#: Environment variable that sets :func:`memory_budget_bytes` (a number of bytes; suffixes K, M, G allowed).
+MEMORY_BUDGET_ENV = "MEDIMG_MAX_BYTES"
+_DEFAULT_BUDGET_CAP = 8 * 1024**3
+
+
+def _physical_memory() -> int | None:
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, OSError, ValueError):  # pragma: no cover - not POSIX
+        return None
+
+
+def memory_budget_bytes() -> int:
+    """The most bytes one image may take in memory when a reader decodes or decompresses it.
+
+    Default: the smaller of 8 GiB and half of the physical memory. The environment variable ``MEDIMG_MAX_BYTES``
+    overrides it (bytes, or with a K/M/G suffix, e.g. ``MEDIMG_MAX_BYTES=32G``); it is read on every call, so a
+    running process can change it. Every reader checks the size a file *declares* against this budget (and
+    against the bytes actually present) before allocating, so a 100-byte header declaring a terabyte array or
+    a gzip bomb fails with one line instead of exhausting memory.
+
+    >>> import os; os.environ["MEDIMG_MAX_BYTES"] = "1M"; memory_budget_bytes()
+    1048576
+    >>> del os.environ["MEDIMG_MAX_BYTES"]
+    """
+    raw = os.environ.get(MEMORY_BUDGET_ENV, "").strip()
+    if raw:
+        scale = {"K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}.get(raw[-1].upper(), 1)
+        number = raw[:-1] if scale > 1 else raw
+        try:
+            value = int(float(number) * scale)
+        except ValueError:
+            value = -1
+        if value <= 0:
+            raise InvalidParameterError(
+                "invalid memory budget", parameter=MEMORY_BUDGET_ENV, expected="a positive number of bytes, "
+                "e.g. 8G or 8589934592", found=repr(raw), fix=f"set {MEMORY_BUDGET_ENV} to e.g. 16G, or unset it",
+            )
+        return value
+    physical = _physical_memory()
+    return min(_DEFAULT_BUDGET_CAP, physical // 2) if physical else _DEFAULT_BUDGET_CAP
+
+
+def _human(n: int) -> str:
+    for unit, size in (("TiB", 1024**4), ("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{n} bytes"
+
+
+def check_memory_budget(
+    nbytes: int | float, *, path: str | os.PathLike[str] | None = None, what: str = "image",
+) -> None:
+    """Refuse, before allocating, an object of ``nbytes`` bytes larger than :func:`memory_budget_bytes`.
+
+    Args:
+        nbytes: the size the file declares (decoded, uncompressed), e.g. ``prod(shape) * itemsize``; may be a
+            Python int far beyond 64 bits (a hostile header), it is never allocated.
+        path: the file, named in the message.
+        what: what is being sized, for the message ("image", "decompressed stream", ...).
+
+    Raises:
+        ImageReadError: ``nbytes`` exceeds the budget (one line: file, declared size, budget, fix).
+    """
+    budget = memory_budget_bytes()
+    if nbytes > budget:
+        raise ImageReadError(
+            f"declared {what} size exceeds the memory budget", path=path,
+            expected=f"at most {_human(budget)} ({MEMORY_BUDGET_ENV}={budget})",
+            found=f"{_human(int(nbytes))} declared ({int(nbytes)} bytes)",
+            fix=f"if this is a real image, raise {MEMORY_BUDGET_ENV} (e.g. {MEMORY_BUDGET_ENV}=32G) on a machine "
+                "with enough memory; otherwise the file header is damaged or hostile",
+        )
+
+
+def declared_nbytes(shape: Any, itemsize: int) -> int:
+    """``prod(shape) * itemsize`` in exact Python integers (no overflow on hostile headers); negative sizes
+    count as 0."""
+    n = int(itemsize)
+    for s in shape:
+        n *= max(int(s), 0)
+    return n
+
+
+def check_voxels(voxels: Any, *, path: str | os.PathLike[str] | None = None) -> None:
+    """Refuse voxel arrays no reader should hand on: complex numbers, and NaN or Inf values.
+
+    Every reader calls this once on what it decoded, so a NaN written by another tool is refused at read time with
+    the file named (and never carried into a NIfTI that medimg's own reader would then refuse).
+
+    Raises:
+        ImageReadError: complex voxels, or non-finite values (the count is given).
+    """
+    arr = np.asarray(voxels)
+    if np.issubdtype(arr.dtype, np.complexfloating):
+        raise ImageReadError(
+            "complex voxels", path=path, expected="real numbers (integer or float voxels)", found=str(arr.dtype),
+            fix="save the magnitude (numpy.abs) or the real and imaginary parts as separate real-valued images",
+        )
+    if np.issubdtype(arr.dtype, np.floating):
+        bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+        if bad:
+            raise ImageReadError(
+                "voxel data contain non-finite values", path=path, expected="finite numbers",
+                found=f"{bad} NaN/Inf voxels of {arr.size}",
+                fix="replace them first, e.g. numpy.nan_to_num on the array, or mask them out in the "
+                    "tool that wrote the file",
+            )

@@ -8,12 +8,13 @@ nothing behind, and it refuses to overwrite any of the given inputs.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 from medimg.core.errors import ImageWriteError, UnsupportedFormatError
 from medimg.core.image import Image
@@ -101,7 +102,8 @@ def read(
     Args:
         path: a file, a DICOM series/study folder, a DICOMDIR or a zip of DICOM files.
         series: for DICOM folders holding several series, the index (as listed in the error) or the
-            SeriesInstanceUID of the one to read.
+            SeriesInstanceUID of the one to read. For .npz files the array and sample: "KEY:INDEX" (a MedMNIST
+            file: "test:0" is sample 0 of test_images), "KEY", or an index along the only array's first axis.
         spacing: (sx, sy[, sz]) mm for formats that carry no spacing (PNG/JPEG/TIFF, NPZ) or DICOM without
             PixelSpacing. Overrides nothing that the file states.
         on_gap: DICOM only: "error" (default) refuses uneven slice spacing; "resample" resamples onto an
@@ -131,9 +133,10 @@ def read(
 
         return read_raster(path, spacing=spacing, kind=kind)
     if fmt == "npz":
-        from medimg.io.npz import read_npz
+        from medimg.io.npz import npz_selection, read_npz
 
-        return read_npz(path, spacing=spacing, kind=kind)
+        key, index = npz_selection(series)
+        return read_npz(path, key=key, index=index, spacing=spacing, kind=kind)
     raise UnsupportedFormatError(  # pragma: no cover - detect_format only returns the formats above
         "unsupported format", path=path, expected=READ_FORMATS, found=fmt,
     )
@@ -156,6 +159,19 @@ def _write_format(path: Path) -> str:
         "or a folder name without extension (DICOM series)", found=f"extension '{ext}'",
         fix="give the output a supported extension, e.g. out.nii.gz",
     )
+
+
+@contextlib.contextmanager
+def _name_output(tmp: Path, out: Path) -> Iterator[None]:
+    """Errors of a writer that wrote to the temporary file name the user's output path instead."""
+    try:
+        yield
+    except ImageWriteError as exc:
+        if exc.path is None or Path(exc.path) != tmp:
+            raise
+        found = None if exc.found is None else str(exc.found).replace(str(tmp), str(out))
+        raise ImageWriteError(exc.what, path=out, parameter=exc.parameter, expected=exc.expected, found=found,
+                              fix=exc.fix) from exc
 
 
 def write(
@@ -192,7 +208,8 @@ def write(
             try:
                 from medimg.io.itk_formats import write_itk
 
-                write_itk(image, tmp_dir / out.name)
+                with _name_output(tmp_dir / out.name, out):
+                    write_itk(image, tmp_dir / out.name)
                 for f in tmp_dir.iterdir():
                     if f.name != out.name:
                         os.replace(f, out.parent / f.name)
@@ -200,7 +217,7 @@ def write(
             finally:
                 shutil.rmtree(tmp_dir, ignore_errors=True)
         return out
-    with atomic_output(out, inputs=inputs, overwrite=overwrite) as tmp:
+    with atomic_output(out, inputs=inputs, overwrite=overwrite) as tmp, _name_output(tmp, out):
         if fmt == "nifti":
             from medimg.io.nifti import write_nifti
 

@@ -32,7 +32,7 @@ from medimg.core.errors import (
     UnsupportedFormatError,
 )
 from medimg.core.image import Image
-from medimg.io._files import check_input, compound_suffix
+from medimg.io._files import check_input, compound_suffix, is_inside
 
 logger = logging.getLogger(__name__)
 
@@ -140,6 +140,7 @@ class NnUNetDataset:
         self.labels = self._parse_labels(info.get("labels", {}))
         self.file_ending = str(info.get("file_ending", ".nii.gz"))
         self._entries = self._find_cases(json_path)
+        self._check_inside(json_path)
         self.cases: list[str] = sorted(self._entries)
         if not self.cases:
             raise ImageReadError(
@@ -171,6 +172,20 @@ class NnUNetDataset:
 
     def _resolve(self, entry: str) -> Path:
         return (self.root / entry).resolve() if not Path(entry).is_absolute() else Path(entry)
+
+    def _check_inside(self, json_path: Path) -> None:
+        """Refuse case files that lie, or link, outside the dataset folder (dataset.json entries such as
+        ``../../evil`` or ``/etc/x``, and links in imagesTr/labelsTr): a dataset reads only its own files."""
+        outside = [f for images, label in self._entries.values() for f in [*images, label]
+                   if str(f) and not is_inside(f, self.root)]
+        if outside:
+            raise ImageReadError(
+                "dataset names files outside its folder", path=json_path,
+                expected=f"every image and label file inside '{self.root}'",
+                found=f"{len(outside)} file(s) outside it (links followed), e.g. '{outside[0]}'",
+                fix="copy the files into the dataset folder (imagesTr/, labelsTr/) and give paths relative to "
+                    "dataset.json",
+            )
 
     def _find_cases(self, json_path: Path) -> dict[str, tuple[list[Path], Path]]:
         """case id -> (channel files, label file). Files may be missing; load() reports that."""

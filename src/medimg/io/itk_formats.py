@@ -5,32 +5,177 @@ Both formats store LPS geometry like the library, so no flips happen here; conve
 
 Detached-header formats (``.nhdr``, ``.mhd``) keep their voxels in a second file beside the header, named by
 SimpleITK after the header's file name; :func:`write_itk` writes both into the destination folder.
+
+Files from outside are never handed to SimpleITK unchecked: :func:`check_itk_header` parses the text header first
+(dimensions, sizes, element type, declared size against the memory budget and the bytes present) and refuses a
+data file that is absolute or lies outside the header's folder, so a header cannot turn ``/etc/passwd`` into voxels.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
 
+from medimg.core.checks import check_memory_budget, check_voxels, declared_nbytes
 from medimg.core.enums import Kind, Space
 from medimg.core.errors import ImageReadError, ImageWriteError
 from medimg.core.image import Image
-from medimg.io._files import check_input, compound_suffix
+from medimg.io._files import check_input, compound_suffix, is_inside, native_stderr_to_log
 from medimg.io.sitk_bridge import from_sitk, to_sitk
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ITK_EXTENSIONS", "read_itk", "write_itk"]
+__all__ = ["ITK_EXTENSIONS", "check_itk_header", "read_itk", "write_itk"]
 
 _IO = {".nrrd": "NrrdImageIO", ".nhdr": "NrrdImageIO", ".mha": "MetaImageIO", ".mhd": "MetaImageIO"}
 _FORMAT = {".nrrd": "nrrd", ".nhdr": "nrrd", ".mha": "mha", ".mhd": "mha"}
 #: Extensions handled here.
 ITK_EXTENSIONS = tuple(_IO)
+
+
+_MET_SIZES = {"CHAR": 1, "UCHAR": 1, "SHORT": 2, "USHORT": 2, "INT": 4, "UINT": 4, "LONG": 8, "ULONG": 8,
+              "LONG_LONG": 8, "ULONG_LONG": 8, "FLOAT": 4, "DOUBLE": 8}
+_NRRD_SIZES = {
+    **dict.fromkeys(("signed char", "int8", "int8_t", "uchar", "unsigned char", "uint8", "uint8_t"), 1),
+    **dict.fromkeys(("short", "short int", "signed short", "signed short int", "int16", "int16_t", "ushort",
+                     "unsigned short", "unsigned short int", "uint16", "uint16_t"), 2),
+    **dict.fromkeys(("int", "signed int", "int32", "int32_t", "uint", "unsigned int", "uint32", "uint32_t",
+                     "float"), 4),
+    **dict.fromkeys(("longlong", "long long", "long long int", "signed long long", "signed long long int", "int64",
+                     "int64_t", "ulonglong", "unsigned long long", "unsigned long long int", "uint64", "uint64_t",
+                     "double"), 8),
+}
+_HEADER_LIMIT = 1 << 16
+_MAX_DIMS = 5  # x, y, z, t, plus one vector axis (NRRD counts the vector axis as a dimension)
+
+
+def _bad_header(path: Path, what: str, found: Any, fix: str = "the header is damaged or hostile; export the image "
+                "again from the source") -> ImageReadError:
+    return ImageReadError(what, path=path, expected="a NRRD/MetaImage header with 1-4 dimensions (5 with a vector "
+                          "axis), positive sizes, a known element type and its data inside the header's folder",
+                          found=found, fix=fix)
+
+
+def _header_lines(path: Path, nrrd: bool) -> tuple[list[tuple[str, str]], int]:
+    """(key, value) pairs of the text header and the header's length in bytes."""
+    with open(path, "rb") as fh:
+        head = fh.read(_HEADER_LIMIT)
+    pairs: list[tuple[str, str]] = []
+    pos = 0
+    for raw in head.split(b"\n"):
+        end = pos + len(raw) + 1
+        line = raw.decode("latin-1").rstrip("\r")
+        if nrrd:
+            if pos == 0 or line.startswith("#") or ":=" in line:
+                pos = end
+                continue
+            if not line.strip():
+                return pairs, min(end, len(head))
+            key, sep, value = line.partition(":")
+        else:
+            key, sep, value = line.partition("=")
+        if sep:
+            pairs.append((key.strip().lower(), value.strip()))
+        pos = end
+        if not nrrd and key.strip().lower() == "elementdatafile":
+            return pairs, min(end, len(head))
+    if nrrd and len(head) < _HEADER_LIMIT:
+        return pairs, len(head)  # header only (a .nhdr without the blank line)
+    raise _bad_header(path, "header has no end", f"no {'blank line' if nrrd else 'ElementDataFile'} in the first "
+                      f"{min(len(head), _HEADER_LIMIT)} bytes")
+
+
+def _ints(path: Path, text: str, name: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split()]
+    except ValueError:
+        raise _bad_header(path, f"invalid {name}", repr(text[:80])) from None
+    return values
+
+
+def _data_file(path: Path, name: str) -> Path:
+    """The detached data file a header names, refused when it lies outside the header's folder."""
+    if name.upper() == "LIST" or "%" in name or re.search(r"\s-?\d+\s+-?\d+\s+-?\d+\s*$", name):
+        raise _bad_header(path, "data split over a list of files", repr(name[:80]),
+                          fix="write the voxels into one data file beside the header (or use .mha/.nrrd)")
+    target = Path(name)
+    folder = path.parent
+    if target.is_absolute() or not is_inside(folder / target, folder):
+        raise _bad_header(path, "data file lies outside the header's folder", repr(name[:120]),
+                          fix="keep the data file beside the header and name it without a folder part; medimg "
+                              "never reads files a header points to elsewhere")
+    return folder / target
+
+
+def check_itk_header(path: str | os.PathLike[str], ext: str | None = None) -> None:
+    """Check a NRRD or MetaImage header before SimpleITK sees it: dimensions, sizes, element type, the data
+    file's place, and the declared size against the bytes present and the memory budget.
+
+    Call it before any SimpleITK call on a file from outside (``ReadImageInformation`` too: ITK hangs on
+    ``NDims = 99999999999996``). ``ext`` defaults to the file's extension.
+
+    Raises:
+        ImageReadError: naming the file and what is wrong.
+    """
+    path = Path(path)
+    ext = compound_suffix(path) if ext is None else ext
+    with open(path, "rb") as fh:
+        nrrd = fh.read(4) == b"NRRD"
+    if not nrrd and ext not in (".mha", ".mhd"):
+        return  # not a text header format medimg knows; SimpleITK decides
+    pairs, header_len = _header_lines(path, nrrd)
+    fields = dict(pairs)
+    if nrrd:
+        dim_text, sizes_text, type_text = fields.get("dimension"), fields.get("sizes"), fields.get("type")
+        data_name = fields.get("data file", fields.get("datafile"))
+        compressed = fields.get("encoding", "raw").lower() not in ("raw",)
+        if fields.get("encoding", "raw").lower() in ("txt", "text", "ascii"):
+            compressed = True  # text needs more bytes than raw; the size check below does not apply
+        itemsize = _NRRD_SIZES.get((type_text or "").lower())
+        channels = 1
+    else:
+        dim_text, sizes_text, type_text = fields.get("ndims"), fields.get("dimsize"), fields.get("elementtype")
+        data_name = fields.get("elementdatafile")
+        compressed = fields.get("compresseddata", "false").lower() == "true"
+        base = (type_text or "").upper().removeprefix("MET_").removesuffix("_ARRAY")
+        itemsize = _MET_SIZES.get(base)
+        channels_text = fields.get("elementnumberofchannels", "1")
+        channels = (_ints(path, channels_text, "ElementNumberOfChannels") or [0])[0]
+        if not 1 <= channels <= 1024:
+            raise _bad_header(path, "invalid number of channels", channels_text[:40])
+        if data_name is None:
+            raise _bad_header(path, "MetaImage header without ElementDataFile", "no ElementDataFile line")
+    if dim_text is None or sizes_text is None:
+        raise _bad_header(path, "header lacks the dimension or the sizes", ", ".join(k for k, _ in pairs)[:120])
+    ndim = (_ints(path, dim_text, "number of dimensions") or [0])[0]
+    if not 1 <= ndim <= _MAX_DIMS:
+        raise _bad_header(path, "unsupported number of dimensions", f"{dim_text[:40]} dimensions")
+    sizes = _ints(path, sizes_text, "sizes")
+    if len(sizes) != ndim or min(sizes) < 1:
+        raise _bad_header(path, "sizes do not match the dimensions", f"{ndim} dimensions, sizes {sizes_text[:80]}")
+    if itemsize is None:
+        raise _bad_header(path, "unknown element type", repr((type_text or "none")[:40]))
+    nbytes = declared_nbytes(sizes, itemsize * channels)
+    check_memory_budget(nbytes, path=path, what="image")
+    if data_name is not None and (nrrd or data_name.upper() != "LOCAL"):
+        data_file = _data_file(path, data_name)
+        present = data_file.stat().st_size if data_file.is_file() else None
+        skip = 0
+    else:
+        present, skip = path.stat().st_size, header_len
+        if nrrd and ext == ".nhdr":
+            raise _bad_header(path, "detached NRRD header without a data file", "no 'data file' field")
+    if present is not None and not compressed and present - skip < nbytes:
+        raise ImageReadError(
+            "file is shorter than its header declares", path=path, expected=f"{nbytes} bytes of voxel data",
+            found=f"{max(present - skip, 0)} bytes", fix="the file (or its data file) was cut short; copy it again",
+        )
 
 
 def read_itk(path: str | os.PathLike[str], *, kind: Kind | str | None = None) -> Image:
@@ -46,7 +191,10 @@ def read_itk(path: str | os.PathLike[str], *, kind: Kind | str | None = None) ->
         the header has one.
 
     Raises:
-        ImageReadError: missing, empty, corrupt or truncated file, or 4D and higher images.
+        ImageReadError: missing, empty, corrupt or truncated file, or 4D and higher images; a header that
+            declares more than the memory budget or than the bytes present, a data file outside the header's
+            folder (absolute or ``../``; never read), or NaN/Inf voxels. The header is checked before SimpleITK
+            sees it.
 
     Example:
         >>> import tempfile, pathlib
@@ -58,12 +206,14 @@ def read_itk(path: str | os.PathLike[str], *, kind: Kind | str | None = None) ->
     """
     p = check_input(path, allow_dir=False)
     ext = compound_suffix(p)
+    check_itk_header(p, ext)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(p))
     if ext in _IO:
         reader.SetImageIO(_IO[ext])
     try:
-        img = reader.Execute()
+        with native_stderr_to_log(lambda text: logger.debug("%s: SimpleITK said: %s", p, text)):
+            img = reader.Execute()
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()
         detail = next((line for line in first if "ERROR" in line or "rror" in line), first[-1] if first else "")
@@ -87,6 +237,7 @@ def read_itk(path: str | os.PathLike[str], *, kind: Kind | str | None = None) ->
         if modality and modality not in ("UNKNOWN", "OTHER"):
             metadata["modality"] = modality
     out = from_sitk(img, kind=Kind(kind) if kind is not None else Kind.INTENSITY, metadata=metadata)
+    check_voxels(out.voxels, path=p)
     logger.debug("read %s %s: shape %s, %s", metadata["source_format"], p, out.shape, out.dtype)
     return out
 

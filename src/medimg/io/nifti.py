@@ -19,22 +19,24 @@ Which affine is used (the same choice as nibabel's ``get_best_affine``; the one 
 
 from __future__ import annotations
 
-import gzip
+import contextlib
 import logging
 import os
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import nibabel as nib
 import numpy as np
 from nibabel.filebasedimages import ImageFileError
+from nibabel.spatialimages import HeaderDataError, HeaderTypeError
 
+from medimg.core.checks import check_memory_budget, check_voxels, declared_nbytes
 from medimg.core.enums import Kind, Space
 from medimg.core.errors import ImageReadError, ImageWriteError
 from medimg.core.geometry import Geometry
 from medimg.core.image import Image
-from medimg.io._files import check_input, compound_suffix
+from medimg.io._files import check_input, compound_suffix, read_gzip_bounded
 
 logger = logging.getLogger(__name__)
 
@@ -48,46 +50,113 @@ NIFTI_EXTENSIONS = (".nii", ".nii.gz")
 _LPS_FROM_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 _INTENT_LABEL = 1002  # NIFTI_INTENT_LABEL
 _INTENT_VECTORS = {1006: "displacement_vector", 1007: "vector"}  # NIFTI_INTENT_DISPVECT, NIFTI_INTENT_VECTOR
-_READ_ERRORS = (ImageFileError, OSError, EOFError, zlib.error, ValueError, TypeError, MemoryError)
+_READ_ERRORS = (ImageFileError, HeaderDataError, HeaderTypeError, OSError, EOFError, zlib.error, ValueError, TypeError,
+                MemoryError, OverflowError)
 
 
-def _raw_bytes(path: Path) -> bytes:
-    """The uncompressed bytes of a .nii or .nii.gz file (gzip detected by its magic bytes)."""
-    data = path.read_bytes()
-    if data[:2] == b"\x1f\x8b":
-        try:
-            data = gzip.decompress(data)
-        except (EOFError, zlib.error, OSError) as exc:
-            raise ImageReadError(
-                "corrupt or truncated gzip stream", path=path, expected="a complete gzip-compressed NIfTI file",
-                found=f"{type(exc).__name__}: {exc}",
-                fix="the file was probably cut short during copy or download; copy it again",
-            ) from exc
-    return data
+@contextlib.contextmanager
+def _quiet_nibabel() -> Iterator[None]:
+    """Silence nibabel's header-repair messages ("setting 0 dims to 1", ...), which it prints on stderr even
+    through its own LoggingOutputSuppressor (Python's last-resort handler); the checks here cover them."""
+    nib_logger = logging.getLogger("nibabel.global")
+    previous = nib_logger.disabled
+    nib_logger.disabled = True
+    try:
+        yield
+    finally:
+        nib_logger.disabled = previous
 
 
-def _load(path: Path) -> nib.Nifti1Image | nib.Nifti2Image:
+def _head(path: Path, gz: bool) -> bytes:
+    """The first bytes of the (uncompressed) file: enough for a NIfTI-1 or NIfTI-2 header."""
+    if gz:
+        return read_gzip_bounded(path, 544)
+    with open(path, "rb") as fh:
+        return fh.read(544)
+
+
+def _parse_header(klass: Any, head: bytes, path: Path) -> Any:
+    """The header, parsed without nibabel's silent repairs, and checked so that nothing later can raise outside
+    :class:`ImageReadError`: dimension count, dimensions, data type, voxel offset and declared size (against the
+    bytes present and the memory budget)."""
+    size = klass.header_class.sizeof_hdr
+    try:
+        hdr = klass.header_class(head[:size], check=False)
+        ndim = int(hdr["dim"][0])
+        if not 1 <= ndim <= 7:
+            raise HeaderDataError(f"dim[0] is {ndim}; NIfTI allows 1 to 7 dimensions")
+        shape = [int(v) for v in hdr["dim"][1 : ndim + 1]]
+        if min(shape) < 1:
+            raise HeaderDataError(f"dimension sizes {tuple(shape)} must all be at least 1")
+        dtype = hdr.get_data_dtype()
+        offset = int(hdr["vox_offset"])
+    except (HeaderDataError, HeaderTypeError, ValueError, TypeError, KeyError, OverflowError) as exc:
+        raise ImageReadError(
+            "invalid NIfTI header", path=path, expected="a NIfTI header with 1-7 dimensions of size >= 1 and a "
+            "known data type", found=f"{type(exc).__name__}: {exc}",
+            fix="the header is damaged; export the image again from the source",
+        ) from exc
+    rgb = dtype.fields is not None and all(dtype.fields[n][0] == np.uint8 for n in dtype.names or ())
+    if np.issubdtype(dtype, np.complexfloating) or (dtype.fields is not None and not rgb):
+        raise ImageReadError(
+            "unsupported NIfTI voxel type", path=path, expected="real numbers (integer or float voxels)",
+            found=f"{dtype} voxels", fix="save the magnitude (numpy.abs) or the real and imaginary parts as "
+            "separate real-valued images",
+        )
+    total = max(offset, size) + declared_nbytes(shape, dtype.itemsize)
+    check_memory_budget(total, path=path, what="image")
+    pixdim = [float(v) for v in hdr["pixdim"][1 : min(ndim, 3) + 1]]
+    zero_axes = [i for i, (n, d) in enumerate(zip(shape, pixdim)) if n > 1 and not (np.isfinite(d) and d != 0)]
+    return zero_axes, total
+
+
+def _load(path: Path) -> tuple[Any, list[int]]:
+    """The nibabel image and the spatial axes (0 = x) whose pixdim is 0 or not finite in the stored header."""
     if compound_suffix(path) in (".hdr", ".img"):  # NIfTI-1 pair: nibabel finds the partner file itself
         try:
-            return nib.load(path)
+            with _quiet_nibabel():
+                return nib.load(path), []
         except _READ_ERRORS as exc:
             raise ImageReadError(
                 "unreadable NIfTI header/image pair", path=path, found=f"{type(exc).__name__}: {exc}",
                 fix="check both the .hdr and the .img file are present and complete",
             ) from exc
-    data = _raw_bytes(path)
-    if len(data) >= 348 and data[344:348] in (b"n+1\x00", b"ni1\x00"):
+    with open(path, "rb") as fh:
+        gz = fh.read(2) == b"\x1f\x8b"
+    head = _head(path, gz)
+    if len(head) >= 348 and head[344:348] in (b"n+1\x00", b"ni1\x00"):
         klass: Any = nib.Nifti1Image
-    elif len(data) >= 540 and data[4:8] == b"n+2\x00":
+    elif len(head) >= 540 and head[4:8] == b"n+2\x00":
         klass = nib.Nifti2Image
     else:
         raise ImageReadError(
             "not a NIfTI file", path=path, expected="a NIfTI-1 or NIfTI-2 header (magic 'n+1' or 'n+2')",
-            found=f"{len(data)} bytes without a NIfTI magic string",
+            found=f"{len(head)} bytes without a NIfTI magic string",
             fix="check the file is really NIfTI (read it with medimg.io.read to detect the format)",
         )
+    zero_axes, total = _parse_header(klass, head, path)
+    if not gz and path.stat().st_size < total:
+        raise ImageReadError(
+            "file is shorter than its header declares", path=path,
+            expected=f"{total} bytes (header, then the voxel data its dimensions declare)",
+            found=f"{path.stat().st_size} bytes",
+            fix="the file was probably cut short during copy or download, or its header is damaged; copy it again",
+        )
+    if gz:
+        data = read_gzip_bounded(path, total)  # never inflates more than the header declares
+    else:
+        with open(path, "rb") as fh:
+            data = fh.read(total)
+    if len(data) < total:
+        raise ImageReadError(
+            "file is shorter than its header declares", path=path,
+            expected=f"{total} bytes (header, then the voxel data its dimensions declare)",
+            found=f"{len(data)} bytes" + (" after decompression" if gz else ""),
+            fix="the file was probably cut short during copy or download, or its header is damaged; copy it again",
+        )
     try:
-        return klass.from_bytes(data)
+        with _quiet_nibabel():  # nibabel prints header repairs on stderr; the checks above cover them
+            return klass.from_bytes(data), zero_axes
     except _READ_ERRORS as exc:
         raise ImageReadError(
             "unreadable NIfTI header", path=path, found=f"{type(exc).__name__}: {exc}",
@@ -158,7 +227,8 @@ def read_nifti(path: str | os.PathLike[str], *, kind: Kind | str | None = None) 
             converted to the smallest integer type that holds them.
 
     Returns:
-        Image of shape (C, Z, Y, X): a 2D/3D file gives C = 1, a 4D file (x, y, z, t) gives C = t, and a
+        Image of shape (C, Z, Y, X): a 2D/3D file gives C = 1 (an RGB24/RGBA32 file C = 3/4, uint8), a 4D
+        file (x, y, z, t) gives C = t, and a
         vector image (x, y, z, 1, c), as ITK writes displacement fields (``medimg register``'s
         ``displacement.nii.gz``), gives C = c, the components as stored (no LPS/RAS flip of the vector values:
         ITK and ANTs store physical LPS components; metadata ``vector_components`` and ``intent``).
@@ -167,7 +237,11 @@ def read_nifti(path: str | os.PathLike[str], *, kind: Kind | str | None = None) 
 
     Raises:
         ImageReadError: missing/empty/corrupt/truncated file, not NIfTI, 5 or more dimensions (other than
-            one time point of vectors), NaN or Inf voxels, a sheared affine.
+            one time point of vectors), NaN or Inf voxels, complex voxels, a sheared affine; an invalid header
+            (dim[0] outside 1..7, unknown datatype); a declared size above the memory budget
+            (:func:`medimg.core.checks.memory_budget_bytes`) or above the bytes present (checked before anything
+            is allocated; .nii.gz is inflated only up to the declared size); a zero voxel size (pixdim) when the
+            geometry comes from the qform or pixdim (nibabel would silently assume 1 mm).
 
     Example:
         >>> import tempfile, pathlib
@@ -178,7 +252,7 @@ def read_nifti(path: str | os.PathLike[str], *, kind: Kind | str | None = None) 
         (1, 4, 5, 6)
     """
     p = check_input(path, allow_dir=False)
-    nimg = _load(p)
+    nimg, zero_axes = _load(p)
     hdr = nimg.header
     shape = tuple(int(s) for s in nimg.shape)
     # Trailing singleton axes beyond the 4th (e.g. x, y, z, 1, 1) carry nothing.
@@ -197,7 +271,26 @@ def read_nifti(path: str | os.PathLike[str], *, kind: Kind | str | None = None) 
             found=f"{len(nimg.shape)} dims, shape {tuple(nimg.shape)}",
             fix="split the extra dimensions into separate files (e.g. with nibabel or fslsplit)",
         )
-    geometry, affine_source = _geometry(nimg, p)
+    try:
+        with _quiet_nibabel():
+            geometry, affine_source = _geometry(nimg, p)
+    except _READ_ERRORS as exc:  # e.g. a qform quaternion nibabel cannot complete (ValueError in fillpositive)
+        raise ImageReadError(
+            "invalid orientation in the NIfTI header", path=p, expected="a valid qform/sform",
+            found=f"{type(exc).__name__}: {exc}", fix="repair the header (e.g. with nibabel or fslorient) or "
+            "export the image again",
+        ) from exc
+    if zero_axes and not affine_source.startswith("sform"):
+        # nibabel silently turns a zero pixdim into 1 mm; a guessed voxel size would make every measurement wrong
+        raise ImageReadError(
+            "voxel size missing in the NIfTI header", path=p,
+            expected="pixdim[1..3] > 0 (the voxel size in mm) for every axis with more than one voxel",
+            found="a zero or non-finite pixdim for axis " + ", ".join("xyz"[i] for i in zero_axes)
+            + f" (geometry from the {affine_source.split('_')[0]}; nibabel would assume 1 mm)",
+            fix="set the voxel size in the header (e.g. with nibabel: img.header.set_zooms(...), or fslchpixdim), "
+                "or convert from the original data",
+        )
+    check_memory_budget(declared_nbytes(nimg.shape, nimg.get_data_dtype().itemsize), path=p, what="image")
     try:
         data = np.asanyarray(nimg.dataobj)
     except _READ_ERRORS as exc:
@@ -206,18 +299,19 @@ def read_nifti(path: str | os.PathLike[str], *, kind: Kind | str | None = None) 
             found=f"{type(exc).__name__}: {exc}", fix="copy or export the file again",
         ) from exc
     data = np.asarray(data).reshape(shape)
-    if np.issubdtype(data.dtype, np.floating) or np.issubdtype(data.dtype, np.complexfloating):
-        bad = int(data.size - np.count_nonzero(np.isfinite(data)))
-        if bad:
-            raise ImageReadError(
-                "voxel data contain non-finite values", path=p, expected="finite numbers",
-                found=f"{bad} NaN/Inf voxels of {data.size}",
-                fix="replace them first, e.g. numpy.nan_to_num on the array, or mask them out in the "
-                    "tool that wrote the file",
-            )
+    rgb = data.dtype.fields is not None  # RGB24 / RGBA32: one uint8 channel per field
+    if rgb and data.ndim > 3:
+        raise ImageReadError(
+            "RGB NIfTI with a 4th dimension", path=p, expected="a 2D or 3D RGB(A) image",
+            found=f"shape {tuple(nimg.shape)}", fix="split the time points into separate files",
+        )
+    if not rgb:
+        check_voxels(data, path=p)
     if data.ndim == 2:
         data = data[:, :, None]
-    if data.ndim == 3:
+    if rgb:
+        voxels = np.stack([data[name].transpose(2, 1, 0) for name in data.dtype.names])
+    elif data.ndim == 3:
         voxels = data.transpose(2, 1, 0)[None]
     else:  # (x, y, z, t) -> (t, z, y, x)
         voxels = data.transpose(3, 2, 1, 0)

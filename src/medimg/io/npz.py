@@ -6,7 +6,9 @@ Three layouts are read:
   spacing, origin, direction, space, kind, the JSON-able metadata and the history. Geometry is restored
   exactly (floats survive JSON unchanged).
 * **MedMNIST** (``train_images``, ``train_labels``, ``val_images``, ... ``test_labels``): one sample is chosen
-  with ``key`` (e.g. "train_images", or just "train") and ``index``. :func:`load_medmnist` returns whole splits.
+  with ``key`` (e.g. "train_images", or just "train") and ``index``; ``medimg.io.read(path, series="train:12")``
+  and the command line's ``--series train:12`` say the same (:func:`npz_selection`). :func:`load_medmnist` returns
+  whole splits.
 * **generic**: one array (or the one named by ``key``), shaped (Y, X), (Z, Y, X) or (C, Z, Y, X); with
   ``index`` the first axis is treated as a sample axis.
 
@@ -19,6 +21,7 @@ import json
 import logging
 import os
 import re
+import tokenize
 import zipfile
 import zlib
 from collections.abc import Sequence
@@ -27,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from medimg.core.checks import check_memory_budget, check_voxels, declared_nbytes
 from medimg.core.enums import Kind, Space
 from medimg.core.errors import ImageReadError, ImageWriteError, InvalidParameterError
 from medimg.core.geometry import Geometry
@@ -35,13 +39,16 @@ from medimg.io._files import check_input, compound_suffix
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MEDIMG_NPZ_VERSION", "load_medmnist", "read_npz", "write_npz"]
+__all__ = ["MEDIMG_NPZ_VERSION", "load_medmnist", "npz_selection", "read_npz", "write_npz"]
 
 #: Version of the ``__medimg__`` JSON written by :func:`write_npz`.
 MEDIMG_NPZ_VERSION = 1
 _META_KEY = "__medimg__"
 _MEDMNIST_KEY = re.compile(r"^(train|val|test)_(images|labels)$")
-_LOAD_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError)
+# numpy's header parser raises TokenError/SyntaxError on a damaged header; hostile shapes raise Overflow/MemoryError;
+# zipfile raises RuntimeError for an encrypted member and NotImplementedError for an unknown compression
+_LOAD_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError, TypeError, SyntaxError,
+                tokenize.TokenError, OverflowError, MemoryError, NotImplementedError, RuntimeError)
 
 
 class _Archive:
@@ -53,10 +60,18 @@ class _Archive:
         self._fh: Any = None
         self._arrays: dict[str, np.ndarray] = {}
         self.headers: dict[str, tuple[tuple[int, ...], np.dtype, bool]] = {}
+        self._present: dict[str, int] = {}  # bytes of array data present in the archive member
         try:
             self._fh = open(path, "rb")  # noqa: SIM115 - kept open for lazy access, closed by close()
+            if self._fh.read(6) == b"\x93NUMPY":  # a plain .npy file: size it from its header before loading
+                self._fh.seek(0)
+                shape, _, dtype = self._read_header(self._fh)
+                self.headers["arr_0"] = (shape, dtype, False)
+                self._present["arr_0"] = path.stat().st_size - self._fh.tell()
+                self._check_size("arr_0", declared_nbytes(shape, dtype.itemsize))
+            self._fh.seek(0)
             data = np.load(self._fh, allow_pickle=False)
-            if isinstance(data, np.ndarray):  # a plain .npy file
+            if isinstance(data, np.ndarray):
                 self._arrays["arr_0"] = data
                 self.headers["arr_0"] = (data.shape, data.dtype, False)
                 self.close()
@@ -64,14 +79,22 @@ class _Archive:
             self._npz = data
             for name in data.files:
                 with data.zip.open(name + ".npy") as fh:
-                    version = np.lib.format.read_magic(fh)
-                    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                                   else np.lib.format.read_array_header_2_0)
-                    shape, fortran, dtype = read_header(fh)
-                self.headers[name] = (tuple(shape), np.dtype(dtype), bool(fortran))
+                    self.headers[name] = self._read_header(fh)
+                    self._present[name] = data.zip.getinfo(name + ".npy").file_size - fh.tell()
+        except ImageReadError:
+            self.close()
+            raise
         except _LOAD_ERRORS as exc:
             self.close()
             raise self._error(exc) from exc
+
+    @staticmethod
+    def _read_header(fh: Any) -> tuple[tuple[int, ...], np.dtype, bool]:
+        version = np.lib.format.read_magic(fh)
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, fortran, dtype = read_header(fh)
+        return tuple(int(v) for v in shape), np.dtype(dtype), bool(fortran)
 
     def _error(self, exc: BaseException) -> ImageReadError:
         return ImageReadError(
@@ -89,8 +112,22 @@ class _Archive:
     def __contains__(self, name: str) -> bool:
         return name in self.headers
 
+    def _check_size(self, name: str, nbytes: int, what: str = "array") -> None:
+        """Refuse, before decompressing, an array larger than the memory budget or than the bytes the member holds."""
+        check_memory_budget(nbytes, path=self.path, what=f"'{name}' {what}")
+        present = self._present.get(name)
+        if present is not None and present < nbytes:
+            shape, dtype, _ = self.headers[name]
+            raise ImageReadError(
+                "array member is shorter than its header declares", path=self.path,
+                expected=f"{nbytes} bytes for '{name}' {shape} {dtype}", found=f"{max(present, 0)} bytes",
+                fix="the file is damaged or truncated; save it again with numpy.savez",
+            )
+
     def __getitem__(self, name: str) -> np.ndarray:
         if name not in self._arrays:
+            shape, dtype, _ = self.headers[name]
+            self._check_size(name, declared_nbytes(shape, dtype.itemsize))
             try:
                 self._arrays[name] = np.asarray(self._npz[name])
             except _LOAD_ERRORS as exc:
@@ -103,12 +140,14 @@ class _Archive:
         if name in self._arrays or fortran or self._npz is None or dtype.hasobject:
             return self[name][index]
         row_shape = shape[1:]
-        nbytes = int(np.prod(row_shape, dtype=np.int64)) * dtype.itemsize
+        nbytes = declared_nbytes(row_shape, dtype.itemsize)
+        check_memory_budget(nbytes, path=self.path, what=f"'{name}' sample")
+        present = self._present.get(name)
+        if present is not None and present < (index + 1) * nbytes:
+            raise self._error(EOFError(f"'{name}' holds {max(present, 0)} bytes, fewer than sample {index} needs"))
         try:
             with self._npz.zip.open(name + ".npy") as fh:
-                version = np.lib.format.read_magic(fh)
-                (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                 else np.lib.format.read_array_header_2_0)(fh)
+                self._read_header(fh)
                 remaining = index * nbytes
                 while remaining > 0:
                     chunk = fh.read(min(remaining, 1 << 24))
@@ -171,6 +210,7 @@ def _read_medimg(arrays: _Archive, path: Path, kind: Kind | str | None) -> Image
         raise ImageReadError("medimg NPZ without voxels", path=path, expected="an array named 'voxels'",
                              found=arrays.listing(), fix="write the file again with medimg.io.write")
     metadata.update({"source_format": "npz", "source_path": str(path), "spacing_source": "header"})
+    check_voxels(arrays["voxels"], path=path)
     return Image(voxels=arrays["voxels"], geometry=geometry, kind=Kind(kind) if kind else stored_kind,
                  metadata=metadata, history=history)
 
@@ -179,27 +219,32 @@ def _medmnist_sample(
     arrays: _Archive, path: Path, key: str | None, index: int | None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     image_keys = [k for k in arrays.names if k.endswith("_images")]
+    split0 = image_keys[0][: -len("_images")]
     sizes = ", ".join(f"{k} ({arrays.shape(k)[0]} samples)" for k in image_keys)
     if key is None:
         raise InvalidParameterError(
-            "MedMNIST file holds several splits", path=path, parameter="key",
+            "MedMNIST file holds several splits", path=path, parameter="series",
             expected="one of " + ", ".join(image_keys), found="no key",
-            fix=f"pass key= and index=, e.g. key='{image_keys[0]}', index=0 (available: {sizes}); "
-            "or use medimg.io.npz.load_medmnist for whole splits",
+            fix=f"choose one sample: on the command line --series SPLIT:INDEX (e.g. --series {split0}:0), in Python "
+            f"medimg.io.read(path, series='{split0}:0') (available: {sizes}); "
+            "medimg.io.npz.load_medmnist reads whole splits",
         )
     if key in ("train", "val", "test"):
         key = f"{key}_images"
     if key not in image_keys:
         raise InvalidParameterError(
-            "unknown MedMNIST image key", path=path, parameter="key", expected="one of " + ", ".join(image_keys),
-            found=repr(key), fix=f"choose one of the image arrays ({sizes})",
+            "unknown MedMNIST image key", path=path, parameter="series", expected="one of " + ", ".join(image_keys),
+            found=repr(key), fix=f"choose one of the image arrays ({sizes}) with --series SPLIT:INDEX (command line) "
+            "or series='SPLIT:INDEX' (medimg.io.read)",
         )
     shape = arrays.shape(key)
     n = shape[0]
     if index is None or not -n <= int(index) < n:
         raise InvalidParameterError(
-            "MedMNIST sample index missing or out of range", path=path, parameter="index",
-            expected=f"0 <= index < {n}", found=index, fix=f"pass index= to pick one of the {n} samples of '{key}'",
+            "MedMNIST sample index missing or out of range", path=path, parameter="series",
+            expected=f"0 <= index < {n}", found=index,
+            fix=f"pick one of the {n} samples of '{key}': --series {key[: -len('_images')]}:INDEX on the command "
+                f"line, series='{key[: -len('_images')]}:INDEX' in medimg.io.read",
         )
     index = int(index) % n
     sample = arrays.row(key, index)
@@ -212,6 +257,31 @@ def _medmnist_sample(
     if len(shape) == 4 and shape[-1] == 3:
         sample = np.moveaxis(sample, -1, 0)[:, None]  # RGB 2D -> (3, 1, Y, X)
     return sample, meta
+
+
+def npz_selection(series: str | int | None) -> tuple[str | None, int | None]:
+    """``(key, index)`` from a selection string as ``medimg.io.read(series=...)`` and the CLI's ``--series`` take it.
+
+    ``"KEY:INDEX"`` (e.g. "test:0" for a MedMNIST file, "images:3"), ``"KEY"``, or an index alone (an int or
+    digits) along the first axis of the file's only array.
+
+    >>> npz_selection("test:12"), npz_selection("images"), npz_selection(3)
+    (('test', 12), ('images', None), (None, 3))
+    """
+    if series is None:
+        return None, None
+    if isinstance(series, (int, np.integer)):
+        return None, int(series)
+    text = str(series).strip()
+    key, sep, idx = text.rpartition(":")
+    if not sep:
+        return (None, int(text)) if text.lstrip("-").isdigit() else (text, None)
+    if not idx.strip().lstrip("-").isdigit():
+        raise InvalidParameterError(
+            "invalid NPZ selection", parameter="series", expected="KEY, KEY:INDEX or INDEX, e.g. test:0",
+            found=repr(series), fix="write the sample number after the colon, e.g. --series test:0",
+        )
+    return key or None, int(idx)
 
 
 def read_npz(
@@ -278,15 +348,16 @@ def _read(
         if key is None:
             if len(names) > 1:
                 raise InvalidParameterError(
-                    "NPZ file holds several arrays", path=p, parameter="key",
+                    "NPZ file holds several arrays", path=p, parameter="series",
                     expected="one of " + ", ".join(names), found="no key",
-                    fix=f"pass key= to choose one ({arrays.listing()})",
+                    fix=f"choose one ({arrays.listing()}) with --series KEY (command line) or series='KEY' "
+                        "(medimg.io.read); KEY:INDEX picks one sample along the first axis",
                 )
             key = names[0]
         if key not in arrays:
             raise InvalidParameterError(
-                "no such array in the NPZ file", path=p, parameter="key", expected="one of " + ", ".join(names),
-                found=repr(key), fix=f"choose one of: {arrays.listing()}",
+                "no such array in the NPZ file", path=p, parameter="series", expected="one of " + ", ".join(names),
+                found=repr(key), fix=f"choose one of: {arrays.listing()} (--series KEY, or series='KEY')",
             )
         metadata["npz_key"] = key
         shape = arrays.shape(key)
@@ -294,8 +365,9 @@ def _read(
             n = shape[0] if shape else 0
             if not -n <= int(index) < n:
                 raise InvalidParameterError(
-                    "sample index out of range", path=p, parameter="index", expected=f"0 <= index < {n}",
-                    found=index, fix=f"'{key}' has shape {shape}; pick a sample along its first axis",
+                    "sample index out of range", path=p, parameter="series", expected=f"0 <= index < {n}",
+                    found=index, fix=f"'{key}' has shape {shape}; pick a sample along its first axis "
+                    f"(--series {key}:INDEX, or series='{key}:INDEX')",
                 )
             arr = arrays.row(key, int(index) % n)
             metadata["npz_index"] = int(index) % n
@@ -304,13 +376,16 @@ def _read(
     if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
         raise ImageReadError(
             "array is not numeric", path=p, expected="a numeric array", found=f"'{key}' of dtype {arr.dtype}",
-            fix="choose a numeric array with key=",
+            fix="choose a numeric array with --series KEY (command line) or series='KEY' (medimg.io.read)",
         )
     if arr.ndim not in (2, 3, 4) or min(arr.shape) < 1:
         raise ImageReadError(
             "array has the wrong shape for an image", path=p, expected="(Y, X), (Z, Y, X) or (C, Z, Y, X)",
-            found=f"'{key}' of shape {arr.shape}", fix="choose another key, or pass index= to pick one sample",
+            found=f"'{key}' of shape {arr.shape}",
+            fix=f"choose another array, or one sample of this one: --series {key}:INDEX (command line), "
+                f"series='{key}:INDEX' (medimg.io.read)",
         )
+    check_voxels(arr, path=p)
     image = Image.from_array(arr, spacing=geometry_spacing, kind=Kind(kind) if kind else Kind.INTENSITY,
                              metadata=metadata, copy=False)
     logger.debug("read NPZ %s: shape %s, %s", p, image.shape, image.dtype)

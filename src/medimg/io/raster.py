@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import logging
 import os
+import struct
+import threading
+import warnings
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,10 +22,11 @@ import numpy as np
 from PIL import Image as PILImage
 from PIL import ImageSequence, UnidentifiedImageError
 
+from medimg.core.checks import check_memory_budget, check_voxels, declared_nbytes
 from medimg.core.enums import Kind
 from medimg.core.errors import ImageReadError, ImageWriteError, InvalidParameterError
 from medimg.core.image import Image
-from medimg.io._files import check_input, compound_suffix
+from medimg.io._files import check_input, compound_suffix, native_stderr_to_log
 
 logger = logging.getLogger(__name__)
 
@@ -66,15 +70,45 @@ def _frame_array(frame: PILImage.Image, *, kind: Kind, fmt: str) -> np.ndarray:
     return arr
 
 
-def _spacing(spacing: Sequence[float] | None, path: Path) -> tuple[tuple[float, float, float], str]:
+_PIL_LIMIT_LOCK = threading.Lock()
+_MODE_ITEMSIZE = {"I": 4, "F": 4, "I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2}
+
+
+def _frame_nbytes(frame: PILImage.Image) -> int:
+    """Bytes one decoded frame takes (palette images count as RGBA, as they may be expanded)."""
+    width, height = frame.size
+    per_pixel = 4 if frame.mode in ("P", "PA") else len(frame.getbands()) * _MODE_ITEMSIZE.get(frame.mode, 1)
+    return declared_nbytes((width, height), per_pixel)
+
+
+def _open_image(path: Path) -> PILImage.Image:
+    """``PIL.Image.open`` with medimg's memory budget in place of Pillow's own pixel-count limit (checked by the
+    caller before any decoding), so ``MEDIMG_MAX_BYTES`` is the one setting for every format."""
+    with _PIL_LIMIT_LOCK, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        previous = PILImage.MAX_IMAGE_PIXELS
+        PILImage.MAX_IMAGE_PIXELS = None
+        try:
+            return PILImage.open(path)
+        finally:
+            PILImage.MAX_IMAGE_PIXELS = previous
+            for w in caught:  # Pillow's complaints about damaged tags: the decode below says whether they matter
+                logger.debug("%s: %s", path, w.message)
+
+
+def _warn_default_spacing(path: Path) -> None:
+    """Said once per process, and only after the file was read (a refused file gets its one error line only)."""
     global _warned_default_spacing
+    if not _warned_default_spacing:
+        logger.warning(
+            "%s: PNG/JPEG/TIFF files carry no pixel spacing; using 1 mm (pass spacing=(sx, sy) to set it; "
+            "this warning is shown once)", path,
+        )
+        _warned_default_spacing = True
+
+
+def _spacing(spacing: Sequence[float] | None, path: Path) -> tuple[tuple[float, float, float], str]:
     if spacing is None:
-        if not _warned_default_spacing:
-            logger.warning(
-                "%s: PNG/JPEG/TIFF files carry no pixel spacing; using 1 mm (pass spacing=(sx, sy) to set it; "
-                "this warning is shown once)", path,
-            )
-            _warned_default_spacing = True
         return (1.0, 1.0, 1.0), "default_1mm"
     values = tuple(float(v) for v in spacing)
     if len(values) not in (2, 3) or not all(np.isfinite(values)) or min(values) <= 0:
@@ -121,24 +155,37 @@ def read_raster(
     kind_ = Kind(kind) if kind is not None else Kind.INTENSITY
     geometry_spacing, spacing_source = _spacing(spacing, p)
     try:
-        with PILImage.open(p) as pil:
+        with native_stderr_to_log(lambda text: logger.debug("%s: the decoder said: %s", p, text)), \
+                _open_image(p) as pil, warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             fmt = _PIL_FORMAT.get(pil.format or "", (pil.format or compound_suffix(p).lstrip(".")).lower())
             frames = []
+            n_pages = int(getattr(pil, "n_frames", 1) or 1) if fmt == "tiff" else 1
+            check_memory_budget(_frame_nbytes(pil) * n_pages, path=p,
+                                what=f"image ({n_pages} pages)" if n_pages > 1 else "image")
+            declared = 0
             for frame in ImageSequence.Iterator(pil):
+                declared += _frame_nbytes(frame)  # pages may differ in size: count each before decoding it
+                check_memory_budget(declared, path=p, what="image")
                 frame.load()
                 frames.append((frame.mode, frame.size, _frame_array(frame, kind=kind_, fmt=fmt)))
                 if fmt != "tiff":
                     break  # animated PNG / multi-picture JPEG: the first picture only
+    except ImageReadError:
+        raise
     except UnidentifiedImageError as exc:
         raise ImageReadError(
             "not a readable PNG/JPEG/TIFF image", path=p, expected="PNG, JPEG or TIFF content",
             found="content Pillow does not recognise", fix="check the file is an image and not, e.g., an HTML page",
         ) from exc
-    except (OSError, SyntaxError, ValueError, EOFError, zlib.error, PILImage.DecompressionBombError) as exc:
+    except (OSError, SyntaxError, ValueError, TypeError, KeyError, IndexError, struct.error, EOFError, zlib.error,
+            PILImage.DecompressionBombError) as exc:  # Pillow's parsers raise all of these on damaged headers
         raise ImageReadError(
             "damaged or truncated image file", path=p, found=f"{type(exc).__name__}: {exc}",
             fix="copy or export the image again",
         ) from exc
+    for w in caught:  # Pillow's complaints about damaged but readable tags: not worth a line of their own
+        logger.debug("%s: %s", p, w.message)
     if len(frames) > 1:
         first_mode, first_size, first = frames[0]
         odd = [i for i, (m, s, a) in enumerate(frames) if (s, a.shape, a.dtype) != (first_size, first.shape,
@@ -157,6 +204,9 @@ def read_raster(
     metadata: dict[str, Any] = {"source_format": fmt, "source_path": str(p), "spacing_source": spacing_source}
     if len(frames) > 1:
         metadata["pages"] = len(frames)
+    check_voxels(voxels, path=p)
+    if spacing_source == "default_1mm":
+        _warn_default_spacing(p)
     image = Image.from_array(np.ascontiguousarray(voxels), spacing=geometry_spacing, kind=kind_,
                              metadata=metadata, copy=False)
     logger.debug("read %s %s: shape %s, %s", fmt, p, image.shape, image.dtype)

@@ -151,7 +151,8 @@ def _nifti_header(path: Path) -> SampleHeader:
 
     try:
         shape = [int(v) for v in nib.load(str(path)).shape]
-    except (OSError, ValueError, EOFError, zlib.error, nib.filebasedimages.ImageFileError) as exc:
+    except (OSError, ValueError, EOFError, zlib.error, OverflowError, nib.filebasedimages.ImageFileError,
+            nib.spatialimages.HeaderDataError) as exc:
         raise ImageReadError("not a readable NIfTI file", path=path, found=f"{type(exc).__name__}: {exc}",
                              fix="replace the file with a readable copy, or remove it") from exc
     while len(shape) > 4 and shape[-1] == 1:
@@ -163,6 +164,9 @@ def _nifti_header(path: Path) -> SampleHeader:
 def _itk_header(path: Path) -> SampleHeader:
     import SimpleITK as sitk
 
+    from medimg.io.itk_formats import check_itk_header
+
+    check_itk_header(path)  # ITK hangs on some hostile headers (NDims = 99999999999996)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
