@@ -1,22 +1,28 @@
-"""Fetal head (HC18, 2D ultrasound): a model trained by `medimg train segment` against the classical ellipse fit.
+"""Fetal head (HC18, 2D ultrasound): the shipped learned model through `medimg analyze`'s pipeline against the
+classical ellipse fit.
 
-    medimg train segment ../shared/data/fetal_head_hc18 -o runs/fetal_head --fold 0 --minutes 18 \
-        --iterations 100000 --group-by '^(\\d+)_' --cache runs/cache \
-        --set 'target_spacing=[0.5,0.5,1.0]' --set 'patch_size=[256,320]'
-    python benchmarks/fetal_head_dl.py --model runs/fetal_head --fold 0
+    make zoo-fetal-head
+    # = medimg train segment ../shared/data/fetal_head_hc18 -o runs/fetal_head --fold 0 --minutes 32 \
+    #       --iterations 100000 --group-by '^(\\d+)_' --cache runs/cache --seed 0 \
+    #       --set 'target_spacing=[0.5,0.5,1.0]' --set 'patch_size=[256,320]'
+    #   then copied into src/medimg/zoo/fetal_head, then:
+    python benchmarks/fetal_head_dl.py --model src/medimg/zoo/fetal_head --fold 0
 
-The split keeps every image of one fetus (``010_HC``, ``010_2HC``) in one fold (``--group-by``), and both
-methods are scored on the validation images of the model's fold (never trained on). Pixel sizes come from
+The split keeps every image of one fetus (``010_HC``, ``010_2HC``) in one fold (``--group-by``), and every method
+is scored on the validation images of the model's fold (never trained on). Pixel sizes come from
 pixel_size_and_HC.csv, the reference head circumference (HC) from the same file.
 
-* U-Net: ``predict_image`` (pixel-size aware: images are resampled to 0.5 mm for the network and the mask is
-  returned on the original grid), largest connected component, then the moment ellipse of the mask
-  (``measure.fit_ellipse``) and its circumference (Ramanujan).
-* Classical: the ``fetal_head`` pipeline's skull-echo RANSAC ellipse fit (benchmarks/classical.py), whose two
-  parameters were chosen on fetuses 000-079; fold-0 images of those fetuses are reported separately as well.
+* learned: the ``fetal_head`` pipeline, i.e. what ``medimg analyze IMAGE --pixel-spacing MM`` runs (the image
+  read with the CSV pixel size; the zoo entry pointed at ``--model``): the U-Net mask on the original grid,
+  largest component, moment ellipse, Ramanujan circumference. Its quality flag is recorded per image.
+* learned, no pixel size: the same pipeline on the PNG read without a pixel size (what ``analyze IMAGE`` without
+  ``--pixel-spacing`` does: the network is told 0.128 mm, the result is in pixels); the pixel circumference is
+  converted with the CSV pixel size here only to score the segmentation.
+* classical: the pipeline's fallback (``classical_head_fit``: skull-echo RANSAC ellipse), whose two parameters
+  were chosen on fetuses 000-079; fold-0 images of those fetuses are reported separately as well.
 
-Reported per method: Dice against the filled-ellipse mask, |HC - reference| in mm (mean, median, 90th
-percentile, share within 5 mm), failures (no ellipse) and gross errors (Dice < 0.5).
+Reported per method: Dice of the pipeline's head mask against the reference filled-ellipse mask, |HC - reference|
+in mm (mean, median, 90th percentile, share within 5 mm), failures (no ellipse) and gross errors (Dice < 0.5).
 """
 
 from __future__ import annotations
@@ -36,6 +42,9 @@ REPO = HERE.parent
 TUNING_FETUSES = 80  # the classical pipeline's parameters were chosen on fetuses 000-079 (benchmarks/classical.py)
 
 
+METHODS = ("learned", "learned_no_pixel_size", "classical")
+
+
 def _summary(rows: list[dict], method: str) -> dict:
     import numpy as np
 
@@ -45,6 +54,14 @@ def _summary(rows: list[dict], method: str) -> dict:
            "failures_no_fit": int(sum(r[method]["abs_diff_mm"] is None for r in rows)),
            "gross_errors_dice_below_0_5": int((dices < 0.5).sum()),
            "seconds_mean": statistics.fmean(r[method]["seconds"] for r in rows)}
+    if method.startswith("learned"):
+        out["method_used"] = {m: sum(r[method]["method"] == m for r in rows)
+                              for m in sorted({r[method]["method"] for r in rows})}
+        flagged = [r for r in rows if r[method]["quality_flag"] not in ("ok", None)]
+        out["flagged"] = len(flagged)
+        flagged_diffs = [r[method]["abs_diff_mm"] for r in flagged if r[method]["abs_diff_mm"] is not None]
+        if flagged_diffs:
+            out["flagged_hc_abs_diff_mm_mean"] = float(np.mean(flagged_diffs))
     if diffs.size:
         out.update(hc_abs_diff_mm_mean=float(diffs.mean()), hc_abs_diff_mm_median=float(np.median(diffs)),
                    hc_abs_diff_mm_p90=float(np.percentile(diffs, 90)), hc_within_5mm=float((diffs <= 5).mean()))
@@ -53,70 +70,93 @@ def _summary(rows: list[dict], method: str) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", type=Path, required=True)
+    ap.add_argument("--model", type=Path, required=True, help="model folder (the recipe's: src/medimg/zoo/fetal_head)")
     ap.add_argument("--fold", default="0")
     ap.add_argument("--max-cases", type=int, default=None)
+    ap.add_argument("--tta", action="store_true", help="mirror test-time augmentation in the pipeline")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "fetal_head_dl.json")
     args = ap.parse_args(argv)
     sys.path.insert(0, str(REPO / "src"))
     sys.path.insert(0, str(HERE))
+    import dataclasses
+    import logging
+
     import numpy as np
     import torch
 
+    import medimg.pipelines.fetal_head as fh
+    import medimg.zoo as zoo
     from classical import _quiet
-    from medimg.infer.postprocess import keep_largest_component
     from medimg.io import read
-    from medimg.measure.ellipse import fit_ellipse
     from medimg.metrics import dice
-    from medimg.pipelines.fetal_head import ellipse_circumference_mm, fit_head_ellipse
     from medimg.plans import SegDataset
-    from medimg.tasks.segment.predict import load_model, predict_image
     from medimg.testing import data_root
 
     _quiet()
+    logging.disable(logging.WARNING)  # the "no pixel spacing" warning of every PNG read without one
+    model_dir = args.model.resolve()
+    # the pipeline loads the zoo entry: point it at the model under test
+    zoo.ZOO[fh.MODEL_NAME] = dataclasses.replace(zoo.ZOO[fh.MODEL_NAME], folder=os.path.relpath(
+        model_dir, zoo.ZOO[fh.MODEL_NAME].path.parent))
+    if zoo.ZOO[fh.MODEL_NAME].path.resolve() != model_dir or not zoo.ZOO[fh.MODEL_NAME].available:
+        raise SystemExit(f"{model_dir}: not a usable model folder")
+    fh.TTA = args.tta
     root = data_root() / "fetal_head_hc18"
-    with open(root / "pixel_size_and_HC.csv", newline="") as fh:
+    with open(root / "pixel_size_and_HC.csv", newline="") as fh_csv:
         ref = {r["filename"]: (float(r["pixel size(mm)"]), float(r["head circumference (mm)"]))
-               for r in csv.DictReader(fh)}
+               for r in csv.DictReader(fh_csv)}
     ds = SegDataset.open(root)
-    val = json.loads((args.model / "splits.json").read_text())["folds"][int(args.fold)]["val"][: args.max_cases]
-    model = load_model(args.model, folds=[f"fold_{args.fold}"])
+    val = json.loads((model_dir / "splits.json").read_text())["folds"][int(args.fold)]["val"][: args.max_cases]
     rows = []
     for case in val:
         pixel_mm, hc_ref = ref[f"{case}.png"]
-        image = ds.load_image(case)
         truth = np.asarray(ds.load_label(case).voxels[0, 0]) > 0
         row = {"id": case, "pixel_mm": pixel_mm, "hc_ref_mm": hc_ref, "tuning_fetus": int(case[:3]) < TUNING_FETUSES}
+        path = root / "images" / f"{case}.png"
 
+        image = read(path, spacing=(pixel_mm, pixel_mm))  # = analyze IMAGE --pixel-spacing MM
         t0 = time.perf_counter()
-        labels = np.asarray(predict_image(model, image).labels.voxels[0, 0])
-        mask = keep_largest_component(labels, [1]) > 0 if labels.any() else labels > 0
-        fit = fit_ellipse(mask, (pixel_mm, pixel_mm))
-        row["unet"] = {"dice": dice(mask, truth), "hc_mm": None if fit is None else fit.circumference_mm,
-                       "seconds": round(time.perf_counter() - t0, 3)}
+        result = fh.fetal_head(image)
+        mask = np.asarray(result.masks["head"].voxels[0, 0]) > 0
+        row["learned"] = {"dice": dice(mask, truth), "hc_mm": result.summary["head_circumference_mm"],
+                          "method": result.summary["method"], "quality_flag": result.summary["quality_flag"],
+                          "ellipse_mask_dice": result.summary["ellipse_mask_dice"],
+                          "seconds": round(time.perf_counter() - t0, 3)}
 
-        raw = read(root / "images" / f"{case}.png", spacing=(pixel_mm, pixel_mm))
+        bare = read(path)  # = analyze IMAGE without --pixel-spacing
         t0 = time.perf_counter()
-        ell = fit_head_ellipse(raw.voxels[:, 0].astype(np.float32).mean(axis=0))
-        row["classical"] = {"dice": 0.0 if ell is None else dice(ell[0] > 0, truth),
-                            "hc_mm": None if ell is None else ellipse_circumference_mm(ell[1], (pixel_mm, pixel_mm)),
+        result = fh.fetal_head(bare)
+        mask = np.asarray(result.masks["head"].voxels[0, 0]) > 0
+        px = result.summary["head_circumference_px"]
+        row["learned_no_pixel_size"] = {
+            "dice": dice(mask, truth), "hc_mm": None if px is None else px * pixel_mm,
+            "reported_mm": result.summary["head_circumference_mm"], "method": result.summary["method"],
+            "quality_flag": result.summary["quality_flag"], "seconds": round(time.perf_counter() - t0, 3)}
+
+        frame = image.voxels[:, 0].astype(np.float32).mean(axis=0)
+        t0 = time.perf_counter()
+        head = fh.classical_head_fit(frame, (pixel_mm, pixel_mm))
+        row["classical"] = {"dice": 0.0 if head is None else dice(head.mask > 0, truth),
+                            "hc_mm": None if head is None else head.circumference,
                             "seconds": round(time.perf_counter() - t0, 3)}
-        for method in ("unet", "classical"):
+        for method in METHODS:
             hc = row[method]["hc_mm"]
             row[method]["abs_diff_mm"] = None if hc is None else abs(hc - hc_ref)
         rows.append(row)
-        print(f"{case:8s} unet Dice {row['unet']['dice']:.3f} |dHC| {row['unet']['abs_diff_mm'] or float('nan'):6.2f}"
-              f" | classical Dice {row['classical']['dice']:.3f} "
-              f"|dHC| {row['classical']['abs_diff_mm'] or float('nan'):6.2f}", flush=True)
+        diff = {m: float("nan") if row[m]["abs_diff_mm"] is None else row[m]["abs_diff_mm"] for m in METHODS}
+        print(f"{case:8s} " + " | ".join(f"{m} Dice {row[m]['dice']:.3f} |dHC| {diff[m]:6.2f}" for m in METHODS)
+              + f" | flag: {row['learned']['quality_flag']}", flush=True)
 
     groups = {"all": rows, "fetuses_080_and_later": [r for r in rows if not r["tuning_fetus"]]}
-    summary = {g: {m: _summary(sel, m) for m in ("unet", "classical")} for g, sel in groups.items() if sel}
-    metrics = json.loads((args.model / f"fold_{args.fold}" / "metrics.json").read_text())
+    summary = {g: {m: _summary(sel, m) for m in METHODS} for g, sel in groups.items() if sel}
+    metrics = json.loads((model_dir / f"fold_{args.fold}" / "metrics.json").read_text())
     result = {
         "benchmark": "fetal_head_dl",
         "command": "python benchmarks/fetal_head_dl.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__},
+        "scored": "the fetal_head pipeline (medimg analyze) with the model folder as its zoo entry; tta "
+                  f"{args.tta}; classical = the pipeline's fallback",
         "training": {k: metrics.get(k) for k in ("iterations", "training_minutes", "stop_reason", "n_train")},
         "split": "fold 0 of 5, grouped by fetus (--group-by '^(\\d+)_'); splits.json in the model folder",
         "n_val_images": len(rows), "n_val_fetuses": len({r["id"][:3] for r in rows}),
@@ -129,9 +169,10 @@ def main(argv: list[str] | None = None) -> None:
     for group, s in summary.items():
         for method, m in s.items():
             nan = float("nan")
-            print(f"{group:24s} {method:10s} n={m['images']:3d} Dice {m['dice_mean']:.3f} |dHC| mean "
+            print(f"{group:22s} {method:22s} n={m['images']:3d} Dice {m['dice_mean']:.3f} |dHC| mean "
                   f"{m.get('hc_abs_diff_mm_mean', nan):.2f} median {m.get('hc_abs_diff_mm_median', nan):.2f} mm, "
-                  f"within 5 mm {m.get('hc_within_5mm', nan):.2f}, gross {m['gross_errors_dice_below_0_5']}")
+                  f"within 5 mm {m.get('hc_within_5mm', nan):.2f}, gross {m['gross_errors_dice_below_0_5']}, "
+                  f"failures {m['failures_no_fit']}, flagged {m.get('flagged', '-')}, used {m.get('method_used', '-')}")
     print(f"wrote {args.out}")
 
 

@@ -61,6 +61,14 @@ ZOO: dict[str, ZooEntry] = {
                 "runs/reg/hippocampus --fold 0 --minutes 40 --seed 0 --splits "
                 "src/medimg/zoo/hippocampus/splits.json, then copy; see MODEL_CARD.md)",
     ),
+    "fetal_head": ZooEntry(
+        name="fetal_head", folder="fetal_head", task="segment",
+        description="2D U-Net: fetal head in 2D ultrasound frames at 0.5 mm pixels (HC18, CC BY 4.0); `medimg "
+                    "analyze` fits an ellipse to its mask for the head circumference",
+        retrain="make zoo-fetal-head  (= medimg train segment ../shared/data/fetal_head_hc18 -o runs/fetal_head "
+                "--fold 0 --minutes 32 --iterations 100000 --group-by '^(\\d+)_' --cache runs/cache --seed 0 "
+                "--set 'target_spacing=[0.5,0.5,1.0]' --set 'patch_size=[256,320]', then copy; see MODEL_CARD.md)",
+    ),
     "busi": ZooEntry(
         name="busi", folder="busi", task="classify",
         description="2D ResNet-18: benign / malignant / normal breast ultrasound (BUSI), 224 x 224",
