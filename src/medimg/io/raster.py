@@ -32,7 +32,6 @@ _FORMAT = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".tif": "tiff", ".tif
 #: Extensions handled here.
 RASTER_EXTENSIONS = tuple(_FORMAT)
 _PIL_FORMAT = {"PNG": "png", "JPEG": "jpeg", "MPO": "jpeg", "TIFF": "tiff"}
-_warned_default_spacing = False
 
 
 def _frame_array(frame: PILImage.Image, *, kind: Kind, fmt: str) -> np.ndarray:
@@ -67,14 +66,10 @@ def _frame_array(frame: PILImage.Image, *, kind: Kind, fmt: str) -> np.ndarray:
 
 
 def _spacing(spacing: Sequence[float] | None, path: Path) -> tuple[tuple[float, float, float], str]:
-    global _warned_default_spacing
     if spacing is None:
-        if not _warned_default_spacing:
-            logger.warning(
-                "%s: PNG/JPEG/TIFF files carry no pixel spacing; using 1 mm (pass spacing=(sx, sy) to set it; "
-                "this warning is shown once)", path,
-            )
-            _warned_default_spacing = True
+        # recorded in metadata["spacing_source"]; the caller decides what to tell the user (measurements switch to
+        # pixel units, the CLI prints one warning unless -q), so that nothing is said when a spacing is applied later
+        logger.debug("%s: PNG/JPEG/TIFF files carry no pixel spacing; 1 mm per pixel stands in", path)
         return (1.0, 1.0, 1.0), "default_1mm"
     values = tuple(float(v) for v in spacing)
     if len(values) not in (2, 3) or not all(np.isfinite(values)) or min(values) <= 0:
@@ -96,7 +91,7 @@ def read_raster(
     Args:
         path: the file (the format is detected from its content).
         spacing: (sx, sy) pixel size in mm, or (sx, sy, sz) for multi-page TIFF; default 1 mm (recorded in
-            ``metadata["spacing_source"]`` as "default_1mm", with a warning logged once per process).
+            ``metadata["spacing_source"]`` as "default_1mm"; measurements of such images are in pixel units).
         kind: "intensity" (default), "label" or "probability". For palette images "label" keeps the palette
             indices; otherwise a palette image is expanded to RGB(A).
 
