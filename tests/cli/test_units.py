@@ -90,3 +90,15 @@ def test_library_measures_pixels_when_the_spacing_is_unknown():
     assert measure_labels(mask, units="mm")[0]["area_mm2"] == rec["area_px2"]
     assert to_pixel_units({"size_unit": "mm2", "per_case": [{"area_mm2": 1}]}) == {
         "size_unit": "px2", "per_case": [{"area_px2": 1}]}
+
+
+def test_segment_2d_reports_area_not_ml(tmp_path, capsys):
+    png = _fluorescence_png()
+    assert main(["segment", str(png), str(tmp_path / "a.png"), "--method", "otsu"]) == 0
+    printed = capsys.readouterr()
+    assert "px2" in printed.out and "mL" not in printed.out and printed.err.count(WARNING) == 1
+    assert main(["segment", str(png), str(tmp_path / "b.png"), "--method", "otsu", "--pixel-spacing", "0.5"]) == 0
+    printed = capsys.readouterr()
+    assert "mm2" in printed.out and "mL" not in printed.out and WARNING not in printed.err
+    assert main(["segment", str(png), str(tmp_path / "c.png"), "--method", "otsu", "-q"]) == 0
+    assert capsys.readouterr().err == ""
