@@ -4,6 +4,7 @@ warning appears once, only when the 1 mm stand-in was really used, and never wit
 import json
 
 import numpy as np
+import pytest
 
 from medimg.cli.main import main
 from medimg.io import read
@@ -102,3 +103,16 @@ def test_segment_2d_reports_area_not_ml(tmp_path, capsys):
     assert "mm2" in printed.out and "mL" not in printed.out and WARNING not in printed.err
     assert main(["segment", str(png), str(tmp_path / "c.png"), "--method", "otsu", "-q"]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_nuclei_count_does_not_depend_on_the_pixel_size():
+    """The nuclei method works in pixels: a given pixel size changes the units, not the count (it did: the
+    watershed depth was 1 mm whatever the pixel size)."""
+    from medimg.pipelines import run_pipeline
+
+    png = _fluorescence_png()
+    px = run_pipeline(read(png), "nuclei")
+    mm = run_pipeline(read(png, spacing=(0.1, 0.1)), "nuclei")
+    assert px.summary["count"] == mm.summary["count"] > 0
+    assert px.summary["size_unit"] == "px2" and mm.summary["size_unit"] == "mm2"
+    assert mm.summary["size_max"] == pytest.approx(px.summary["size_max"] * 0.01)
