@@ -116,3 +116,24 @@ def test_nuclei_count_does_not_depend_on_the_pixel_size():
     assert px.summary["count"] == mm.summary["count"] > 0
     assert px.summary["size_unit"] == "px2" and mm.summary["size_unit"] == "mm2"
     assert mm.summary["size_max"] == pytest.approx(px.summary["size_max"] * 0.01)
+
+
+def test_folder_of_pngs_applies_pixel_spacing_and_names_a_refused_case(tmp_path, capsys):
+    import shutil
+
+    folder = tmp_path / "cases"
+    folder.mkdir()
+    shutil.copy(_fluorescence_png(), folder / "a.png")
+    assert main(["analyze", str(folder), "-o", str(tmp_path / "mm"), "--pixel-spacing", "0.5"]) == 0
+    assert WARNING not in capsys.readouterr().err  # --pixel-spacing used to be ignored for folders
+    payload = json.loads((tmp_path / "mm" / "measurements.json").read_text())
+    assert "area_mm2" in _keys(payload) and payload["summary"]["per_case"][0]["size_unit"] == "mm2"
+    assert main(["analyze", str(folder), "-o", str(tmp_path / "px")]) == 0
+    assert capsys.readouterr().err.count(WARNING) == 1
+    assert "area_px2" in _keys(json.loads((tmp_path / "px" / "measurements.json").read_text()))
+    bccd = sorted(require_data("blood_cells_bccd", "JPEGImages").glob("*.jpg"))[1]
+    shutil.copy(bccd, folder / "b.jpg")
+    assert main(["analyze", str(folder), "-o", str(tmp_path / "no")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "b.jpg" in err and "no automatic pipeline for" in err
+    assert not (tmp_path / "no").exists()

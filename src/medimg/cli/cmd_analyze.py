@@ -417,7 +417,11 @@ def run(args: argparse.Namespace) -> int:
             image = apply_pixel_spacing(_read_case(files), given, files[0], None)
             if image.is_2d and image.metadata.get("spacing_source") == "default_1mm":
                 unknown.append(case)
-            results.append((case, in_pixel_units(image, run_pipeline(image, args.pipeline))))
+            try:
+                result = run_pipeline(image, args.pipeline)
+            except InvalidParameterError as exc:  # name the case that no pipeline applies to
+                raise _with_option(exc, parameter=exc.parameter or "--pipeline", path=str(files[0])) from exc
+            results.append((case, in_pixel_units(image, result)))
         if unknown:
             what = src if len(unknown) == len(cases) else f"{len(unknown)} of the {len(cases)} cases of {src}"
             notes.append(FALLBACK_NOTE.format(path=what))
