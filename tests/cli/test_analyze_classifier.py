@@ -72,7 +72,9 @@ def test_2d_image_gets_classification_section_json_entry_and_explain_files(busi_
     assert sorted(p.name for p in out.iterdir()) == ["explain", "masks", "measurements.csv", "measurements.json",
                                                      "report.html"]
     payload = json.loads((out / "measurements.json").read_text())
-    assert payload["pipeline"] != "none" and payload["masks"]  # the pipeline ran as well
+    # issue 12: no analysis pipeline applies to breast ultrasound (it used to be counted as nuclei): classified only
+    assert payload["pipeline"] == "none" and not payload["masks"]
+    assert any("no automatic pipeline for" in n for n in payload["notes"])
     c = payload["classification"]
     assert c["model"] == str(busi_model) and c["id"] == "benign (1).png"
     assert list(c["probabilities"]) == ["benign", "malignant", "normal"]

@@ -22,7 +22,8 @@ def test_registry_and_choice():
     rgb = np.random.default_rng(0).integers(0, 255, (40, 50, 3), dtype=np.uint8)
     from medimg.core import Image
 
-    assert choose_pipeline(Image.from_array(rgb, channel_axis=-1))[0] == "nuclei"
+    with pytest.raises(InvalidParameterError, match="no automatic pipeline"):  # noise is not microscopy (issue 12)
+        choose_pipeline(Image.from_array(rgb, channel_axis=-1))
     mr = phantom().replace(voxels=np.abs(phantom().voxels)).with_metadata(modality="MR")
     with pytest.raises(InvalidParameterError, match="--pipeline"):
         choose_pipeline(mr)

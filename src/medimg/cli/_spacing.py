@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import math
+import sys
 
 from medimg.core.errors import InvalidParameterError
 
-__all__ = ["pixel_spacing_to_xyz", "add_pixel_spacing_option", "FALLBACK_NOTE"]
+__all__ = ["pixel_spacing_to_xyz", "add_pixel_spacing_option", "FALLBACK_NOTE", "warn_fallback"]
 
-#: What a command prints when a 2D input had no spacing and none was given.
-FALLBACK_NOTE = "no pixel spacing in {path}: fell back to 1 mm per pixel (pass --pixel-spacing MM or ROW,COL)"
+#: What a command says when a 2D input had no spacing and none was given (once, on stderr, unless -q; and in its
+#: JSON notes). Only then: a file whose spacing came from --pixel-spacing or from the file itself gets no warning.
+FALLBACK_NOTE = ("no pixel spacing in {path}: lengths and areas are in pixels (px, px2), not mm "
+                 "(pass --pixel-spacing MM or ROW,COL for millimetres)")
+
+
+def warn_fallback(notes: list[str], *, quiet: bool) -> None:
+    """Print the spacing fallback notes among ``notes`` on stderr, one line each, unless ``quiet``."""
+    if quiet:
+        return
+    for note in notes:
+        if note.startswith("no pixel spacing in "):
+            print(f"warning: {note}", file=sys.stderr)
 
 
 def pixel_spacing_to_xyz(text: str, *, option: str = "--pixel-spacing") -> tuple[float, float, float]:

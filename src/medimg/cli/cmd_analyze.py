@@ -3,8 +3,9 @@
 Output contract (scripts may rely on it)::
 
     OUT/report.html          one self-contained HTML report (figures embedded)
-    OUT/measurements.json    {"medimg_version", "pipeline", "input", "summary", "notes", "measurements": [...]}
-                             one record per structure or instance; snake_case keys, units in the name
+    OUT/measurements.json    {"medimg_version", "pipeline", "input", "summary", "notes", "warnings",
+                             "measurements": [...]}: one record per structure or instance; snake_case keys, units
+                             in the name (2D images without a pixel size: _px / _px2 instead of _mm / _mm2)
     OUT/measurements.csv     the same records, one row each
     OUT/masks/<name>.nii.gz  label maps (3D), or OUT/masks/<name>.png (2D, uint8/uint16 label values)
 
@@ -16,6 +17,11 @@ does not fit the image fails fast::
     OUT/measurements.json    gains "classification": ClassPrediction.to_dict() + model folder, folds, temperatures
     OUT/explain/<stem>.png   the explanation figure (2D: overlay; 3D: montage of the most salient slices)
     OUT/explain/<stem>.nii.gz  the explanation map on the input's grid
+
+Without ``--pipeline`` every pipeline's applies rule is asked and the most confident one that was validated on
+such input runs; when none applies, nothing is written and the error says what the image looks like. A pipeline
+forced with ``--pipeline`` on an input outside what it was validated on runs with a warning (report, JSON
+``warnings``, stderr unless -q).
 
 ``--pipeline none`` runs only the classification (empty masks/ and measurements); with ``--classifier`` and no
 ``--pipeline``, an image that no pipeline is chosen for is classified only, with a note.
@@ -29,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,26 +100,45 @@ def check_output_folder(out: Path, marker_file: str, marker: str, command: str) 
             )
 
 
-def load_input(args: argparse.Namespace, notes: list[str]):
-    """Read the input, apply --pixel-spacing to 2D files without spacing and --modality to files without one."""
-    from medimg.cli._args import parse_modality, read_input
-    from medimg.cli._spacing import FALLBACK_NOTE, pixel_spacing_to_xyz
+def apply_pixel_spacing(image, given, path, notes: list[str] | None):
+    """``image`` with the --pixel-spacing ``given`` ((sx, sy, sz) or None) applied when it has no spacing of its
+    own; the fallback note is added to ``notes`` (when not None) only when no spacing was applied."""
+    from medimg.cli._spacing import FALLBACK_NOTE
 
-    given = pixel_spacing_to_xyz(args.pixel_spacing) if args.pixel_spacing else None  # validate before reading
-    modality = parse_modality(args.modality)
-    image = read_input(args)
     if image.metadata.get("spacing_source") == "default_1mm":
         if given:
             sx, sy, _ = given
             image = image.replace(geometry=image.geometry.replace(spacing=(sx, sy, image.spacing[2])))
             image = image.with_metadata(spacing_source="user")
-        else:
-            notes.append(FALLBACK_NOTE.format(path=args.input))
-    elif args.pixel_spacing:
-        notes.append(f"{args.input} states its own pixel spacing; --pixel-spacing was not applied")
+        elif notes is not None and image.is_2d:
+            notes.append(FALLBACK_NOTE.format(path=path))
+    elif given and notes is not None:
+        notes.append(f"{path} states its own pixel spacing; --pixel-spacing was not applied")
+    return image
+
+
+def load_input(args: argparse.Namespace, notes: list[str]):
+    """Read the input, apply --pixel-spacing to 2D files without spacing and --modality to files without one."""
+    from medimg.cli._args import parse_modality, read_input
+    from medimg.cli._spacing import pixel_spacing_to_xyz
+
+    given = pixel_spacing_to_xyz(args.pixel_spacing) if args.pixel_spacing else None  # validate before reading
+    modality = parse_modality(args.modality)
+    image = apply_pixel_spacing(read_input(args), given, args.input, notes)
     if modality is not None:
         image = image.with_metadata(modality=modality.value)
     return image
+
+
+def in_pixel_units(image, result):
+    """``result`` with its measurements and summary in pixel units (``_px``/``_px2`` keys) when ``image`` is 2D
+    with no known pixel size; unchanged otherwise (see :func:`medimg.measure.table.to_pixel_units`)."""
+    from medimg.measure.table import spacing_unknown, to_pixel_units
+
+    if spacing_unknown(image):
+        result.measurements = to_pixel_units(result.measurements)
+        result.summary = to_pixel_units(result.summary)
+    return result
 
 
 def write_analysis(image, result, out: Path, *, source: str, inputs: list[str], notes: list[str],
@@ -140,6 +166,7 @@ def write_analysis(image, result, out: Path, *, source: str, inputs: list[str], 
             write(mask, tmp / rel, inputs=inputs)
             mask_files[name] = rel
         all_notes = list(notes) + list(result.notes)
+        pixel_units = any(k.endswith(("_px", "_px2")) for r in result.measurements[:1] for k in r)
         payload: dict[str, Any] = {
             _MARKER: True,
             "medimg_version": medimg.__version__,
@@ -148,6 +175,7 @@ def write_analysis(image, result, out: Path, *, source: str, inputs: list[str], 
             "parameters": result.parameters,
             "summary": result.summary,
             "notes": all_notes,
+            "warnings": list(result.warnings),
             "masks": mask_files,
             "label_names": {k: {str(i): n for i, n in v.items()} for k, v in result.label_names.items()},
             "measurements": result.measurements,
@@ -183,8 +211,10 @@ def write_analysis(image, result, out: Path, *, source: str, inputs: list[str], 
             sections.append(ReportSection("Figures", figures=result.figures))
         if result.measurements:
             cols = _report_columns(result.measurements)
+            units = ("Lengths in pixels (px) and areas in square pixels (px2): the image carries no pixel size "
+                     "(give --pixel-spacing MM for millimetres)" if pixel_units else "All values in physical units")
             sections.append(ReportSection(
-                "Measurements", text="All values in physical units (names carry the unit); the full table is in "
+                "Measurements", text=f"{units} (names carry the unit); the full table is in "
                 "measurements.csv / measurements.json.",
                 records=[{k: r.get(k) for k in cols} for r in result.measurements[:200]],
             ))
@@ -198,7 +228,7 @@ def write_analysis(image, result, out: Path, *, source: str, inputs: list[str], 
         import SimpleITK
         import skimage
 
-        html_text = render_html(result.title, sections, software={
+        html_text = render_html(result.title, sections, warnings=result.warnings, software={
             "medimg": medimg.__version__, "numpy": numpy.__version__, "scipy": scipy.__version__,
             "scikit-image": skimage.__version__, "SimpleITK": SimpleITK.Version.VersionString(),
         })
@@ -224,11 +254,14 @@ def _write_explanation(pred, image, folder: Path) -> tuple[dict[str, str], Any]:
 
 
 def _report_columns(records: list[dict[str, Any]]) -> list[str]:
+    from medimg.measure.table import pixel_unit_key
+
     preferred = ["structure", "label", "volume_ml", "area_mm2", "surface_area_mm2", "longest_diameter_mm",
                  "short_axis_diameter_mm", "max_cross_section_area_mm2", "ellipse_circumference_mm",
                  "head_circumference_mm", "perimeter_mm", "mean_hu", "std_hu", "mean_intensity",
                  "centroid_x_mm", "centroid_y_mm", "centroid_z_mm"]
     present = set().union(*(r.keys() for r in records))
+    preferred = [k for c in preferred for k in dict.fromkeys((c, pixel_unit_key(c)))]
     return [c for c in preferred if c in present]
 
 
@@ -244,7 +277,7 @@ def combine_cases(results: list[tuple[str, Any]]):
         raise InvalidParameterError("the cases of the folder need different pipelines", parameter="input",
                                     found=sorted(names), fix="analyse one kind of image per folder, or pass "
                                     "--pipeline")
-    records, masks, figures, label_names, notes = [], {}, {}, {}, []
+    records, masks, figures, label_names, notes, warnings = [], {}, {}, {}, [], []
     for case, r in results:
         records += [{"case": case, **rec} for rec in r.measurements]
         for name, mask in r.masks.items():
@@ -253,10 +286,11 @@ def combine_cases(results: list[tuple[str, Any]]):
         if len(figures) < 6:
             figures.update({f"{case}: {cap}": fig for cap, fig in r.figures.items()})
         notes += [f"{case}: {n}" for n in r.notes]
+        warnings += [f"{case}: {w}" for w in r.warnings]
     summary = {"cases": len(results), "per_case": [{"case": c, **r.summary} for c, r in results]}
     return AnalysisResult(pipeline=first.pipeline, title=f"{first.title} ({len(results)} cases)",
                           method=first.method, parameters=first.parameters, masks=masks, label_names=label_names,
-                          measurements=records, summary=summary, figures=figures, notes=notes)
+                          measurements=records, summary=summary, figures=figures, notes=notes, warnings=warnings)
 
 
 def _with_option(exc, *, parameter: str, path: str | None = None, what: str | None = None,
@@ -333,6 +367,7 @@ def classification_only(reason: str):
 
 def run(args: argparse.Namespace) -> int:
     from medimg.cli._classify import prediction_line, quiet_figure_logs
+    from medimg.cli._spacing import warn_fallback
     from medimg.cli.cmd_predict import _read_case, case_files
     from medimg.core.errors import InvalidParameterError
     from medimg.io._files import check_outputs_apart
@@ -357,10 +392,22 @@ def run(args: argparse.Namespace) -> int:
     model = load_classifier_option(args) if args.classifier else None  # before reading: a wrong model fails fast
     classification = None
     if cases:  # a folder of image files (not a DICOM folder): one analysis per case, one report
-        results = []
+        from medimg.cli._spacing import FALLBACK_NOTE, pixel_spacing_to_xyz
+
+        given = pixel_spacing_to_xyz(args.pixel_spacing) if args.pixel_spacing else None
+        results, unknown = [], []
         for case, files in sorted(cases.items()):
-            image = _read_case(files)
-            results.append((case, run_pipeline(image, args.pipeline)))
+            image = apply_pixel_spacing(_read_case(files), given, files[0], None)
+            if image.is_2d and image.metadata.get("spacing_source") == "default_1mm":
+                unknown.append(case)
+            try:
+                result = run_pipeline(image, args.pipeline)
+            except InvalidParameterError as exc:  # name the case that no pipeline applies to
+                raise _with_option(exc, parameter=exc.parameter or "--pipeline", path=str(files[0])) from exc
+            results.append((case, in_pixel_units(image, result)))
+        if unknown:
+            what = src if len(unknown) == len(cases) else f"{len(unknown)} of the {len(cases)} cases of {src}"
+            notes.append(FALLBACK_NOTE.format(path=what))
         result = combine_cases(results)
     else:
         image = load_input(args, notes)
@@ -372,25 +419,31 @@ def run(args: argparse.Namespace) -> int:
                     choose_pipeline(image)
                 except InvalidParameterError as exc:
                     pipeline = "none"
-                    notes.append(f"no analysis pipeline applies to this image ({exc.what}; found {exc.found}): "
-                                 "only the classification ran")
+                    notes.append(f"{exc.what.split(';')[0]} (found {exc.found}): only the classification ran")
         if pipeline == "none":
             result = classification_only("chosen by the user (--pipeline none)" if args.pipeline == "none" else
                                          "no automatic pipeline for this image")
         else:
-            result = run_pipeline(image, pipeline)
+            result = in_pixel_units(image, run_pipeline(image, pipeline))
     report = write_analysis(image, result, out, source=str(args.input), inputs=[args.input], notes=notes,
                             classification=classification)
+    warn_fallback(notes, quiet=args.quiet)
     if not args.quiet:
+        for i, warning in enumerate(result.warnings):
+            if i == 5:
+                print(f"warning: ... and {len(result.warnings) - 5} more (see the report)", file=sys.stderr)
+                break
+            print(f"warning: {warning}", file=sys.stderr)
         print(f"pipeline:     {result.pipeline} ({result.parameters.get('pipeline_choice', '')})")
         for k, v in result.summary.items():
             if not isinstance(v, (dict, list)):
-                print(f"{k + ':':<14}{v}")
+                print(f"{k + ':':<14}{v}" if len(k) < 13 else f"{k}: {v}")
         for row in result.summary.get("per_case", [])[:20]:
             print("  " + ", ".join(f"{k} {v}" for k, v in row.items()))
         if classification is not None:
             print(f"classifier:   {classification.model.name}: {prediction_line(classification.prediction)}")
         for note in notes + result.notes:
-            print(f"note: {note}")
+            if not note.startswith("no pixel spacing in "):  # on stderr already
+                print(f"note: {note}")
         print(f"report:       {report}")
     return 0

@@ -6,7 +6,7 @@ import argparse
 import logging
 from typing import Any
 
-from medimg.cli._spacing import FALLBACK_NOTE, add_pixel_spacing_option, pixel_spacing_to_xyz
+from medimg.cli._spacing import FALLBACK_NOTE, add_pixel_spacing_option, pixel_spacing_to_xyz, warn_fallback
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def _read(path: str, *, kind: str | None, spacing: tuple[float, float, float] | 
 
     image = read(path, spacing=spacing, kind=kind)
     source = image.metadata.get("spacing_source")
-    if source == "default_1mm":
+    if source == "default_1mm" and image.is_2d:
         notes.append(FALLBACK_NOTE.format(path=path))
     elif spacing is not None and source not in ("user", None) and image.is_2d:
         notes.append(f"{path} states its own pixel spacing ({source}); --pixel-spacing was not applied to it")
@@ -61,6 +61,7 @@ def _table(records: list[dict[str, Any]], columns: list[str]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from medimg.measure import instance_summary, measure_labels, to_csv, to_json
+    from medimg.measure.table import pixel_unit_key, spacing_unknown
 
     spacing = pixel_spacing_to_xyz(args.pixel_spacing) if args.pixel_spacing else None
     from medimg.cli._args import parse_modality
@@ -69,6 +70,10 @@ def run(args: argparse.Namespace) -> int:
     notes: list[str] = []
     image = _read(args.image, kind=None, spacing=spacing, notes=notes)
     labels = _read(args.labels, kind="label", spacing=spacing, notes=notes)
+    fallback = [n for n in notes if n.startswith("no pixel spacing in ")]
+    if len(fallback) == 2:  # image and labels: one warning for both
+        notes.remove(fallback[1])
+        notes[notes.index(fallback[0])] = FALLBACK_NOTE.format(path=f"{args.image} and {args.labels}")
     if modality is not None:
         image = image.with_metadata(modality=modality.value)
     records = measure_labels(labels, image=image, instances=args.instances)
@@ -78,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
     payload: dict[str, Any] = {
         "image": args.image, "labels": args.labels, "dimensions": 2 if labels.is_2d else 3,
         "spacing_mm": [sx, sy, sz], "spacing_source": labels.metadata.get("spacing_source"),
+        "units": "px" if labels.is_2d and spacing_unknown(labels, image) else "mm",
         "notes": notes, "records": records,
     }
     if summary is not None:
@@ -86,17 +92,22 @@ def run(args: argparse.Namespace) -> int:
         to_json(payload, args.json, inputs=inputs)
     if args.csv:
         to_csv(records, args.csv, inputs=inputs)
+    warn_fallback(notes, quiet=args.quiet)
     if args.quiet:
         return 0
     for note in notes:
-        print(f"note: {note}")
+        if not note.startswith("no pixel spacing in "):  # on stderr already
+            print(f"note: {note}")
     if not records:
         print(f"no labels in {args.labels}: every voxel is 0 (nothing to measure)")
     else:
         stat = "mean_hu" if "mean_hu" in records[0] else "mean_intensity"
         cols = ["label"] + (["instance"] if args.instances else []) + ["voxel_count"]
-        cols += list(_COLUMNS_2D if labels.is_2d else _COLUMNS_3D) + ([stat] if stat in records[0] else [])
-        print(f"spacing {sx:.4g} x {sy:.4g}" + ("" if labels.is_2d else f" x {sz:.4g}") + " mm")
+        px = labels.is_2d and spacing_unknown(labels, image)
+        cols += [pixel_unit_key(c) if px else c for c in (_COLUMNS_2D if labels.is_2d else _COLUMNS_3D)]
+        cols += [stat] if stat in records[0] else []
+        print("spacing unknown: lengths in px, areas in px2" if px else
+              f"spacing {sx:.4g} x {sy:.4g}" + ("" if labels.is_2d else f" x {sz:.4g}") + " mm")
         print(_table(records, cols))
     if summary is not None:
         print(f"instances: {summary['count']}; size ({summary['size_unit']}) min {_fmt(summary['size_min'])}, "

@@ -229,11 +229,22 @@ def run(args: argparse.Namespace) -> int:
     labels = labels.replace(voxels=labels.voxels.astype(np.uint8 if top < 256 else np.uint16 if top < 65536
                                                          else np.uint32))
     out = write(labels, args.output, inputs=[args.input, *args.atlas, *args.atlas_labels])
+    from medimg.cli._spacing import warn_fallback
+    from medimg.measure.table import spacing_unknown
+
+    warn_fallback(notes, quiet=args.quiet)
     if not args.quiet:
         for note in notes:
-            print(f"note: {note}")
+            if not note.startswith("no pixel spacing in "):  # on stderr already
+                print(f"note: {note}")
         counts = np.bincount(labels.voxels.ravel().astype(np.int64))
         fg = int(counts[1:].sum())
+        if not labels.is_2d:
+            size = f"{fg * labels.voxel_volume_mm3 / 1000:.4g} mL"
+        elif spacing_unknown(image):  # a 2D image has no volume; without a pixel size, pixels
+            size = f"{fg} px2"
+        else:
+            size = f"{fg * labels.spacing[0] * labels.spacing[1]:.4g} mm2"
         print(f"wrote {out}: method {args.method}, {len(np.flatnonzero(counts[1:]))} label value(s), "
-              f"{fg} foreground voxels ({fg * labels.voxel_volume_mm3 / 1000:.4g} mL)")
+              f"{fg} foreground voxels ({size})")
     return 0

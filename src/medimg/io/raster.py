@@ -36,7 +36,6 @@ _FORMAT = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".tif": "tiff", ".tif
 #: Extensions handled here.
 RASTER_EXTENSIONS = tuple(_FORMAT)
 _PIL_FORMAT = {"PNG": "png", "JPEG": "jpeg", "MPO": "jpeg", "TIFF": "tiff"}
-_warned_default_spacing = False
 
 
 def _frame_array(frame: PILImage.Image, *, kind: Kind, fmt: str) -> np.ndarray:
@@ -96,19 +95,11 @@ def _open_image(path: Path) -> PILImage.Image:
                 logger.debug("%s: %s", path, w.message)
 
 
-def _warn_default_spacing(path: Path) -> None:
-    """Said once per process, and only after the file was read (a refused file gets its one error line only)."""
-    global _warned_default_spacing
-    if not _warned_default_spacing:
-        logger.warning(
-            "%s: PNG/JPEG/TIFF files carry no pixel spacing; using 1 mm (pass spacing=(sx, sy) to set it; "
-            "this warning is shown once)", path,
-        )
-        _warned_default_spacing = True
-
-
 def _spacing(spacing: Sequence[float] | None, path: Path) -> tuple[tuple[float, float, float], str]:
     if spacing is None:
+        # recorded in metadata["spacing_source"]; the caller decides what to tell the user (measurements switch to
+        # pixel units, the CLI prints one warning unless -q), so that nothing is said when a spacing is applied later
+        logger.debug("%s: PNG/JPEG/TIFF files carry no pixel spacing; 1 mm per pixel stands in", path)
         return (1.0, 1.0, 1.0), "default_1mm"
     values = tuple(float(v) for v in spacing)
     if len(values) not in (2, 3) or not all(np.isfinite(values)) or min(values) <= 0:
@@ -130,7 +121,7 @@ def read_raster(
     Args:
         path: the file (the format is detected from its content).
         spacing: (sx, sy) pixel size in mm, or (sx, sy, sz) for multi-page TIFF; default 1 mm (recorded in
-            ``metadata["spacing_source"]`` as "default_1mm", with a warning logged once per process).
+            ``metadata["spacing_source"]`` as "default_1mm"; measurements of such images are in pixel units).
         kind: "intensity" (default), "label" or "probability". For palette images "label" keeps the palette
             indices; otherwise a palette image is expanded to RGB(A).
 
@@ -205,8 +196,6 @@ def read_raster(
     if len(frames) > 1:
         metadata["pages"] = len(frames)
     check_voxels(voxels, path=p)
-    if spacing_source == "default_1mm":
-        _warn_default_spacing(p)
     image = Image.from_array(np.ascontiguousarray(voxels), spacing=geometry_spacing, kind=kind_,
                              metadata=metadata, copy=False)
     logger.debug("read %s %s: shape %s, %s", fmt, p, image.shape, image.dtype)

@@ -12,6 +12,11 @@ Record keys are snake_case with the unit in the name. Every record has ``label``
 * with an intensity image: ``mean_hu``/``std_hu``/``min_hu``/``max_hu``/``p5_hu``/``p25_hu``/``median_hu``/
   ``p75_hu``/``p95_hu`` for CT, ``..._intensity`` otherwise (see :mod:`medimg.measure.intensity`).
 
+Unknown pixel size: a 2D image whose pixel size is unknown (``metadata["spacing_source"] == "default_1mm"``,
+PNG/JPEG/TIFF read without a spacing) is measured in pixels: with ``units="auto"`` (the default) the keys end in
+``_px`` (lengths, centroids) and ``_px2`` (areas) instead of ``_mm``/``_mm2`` (see :func:`to_pixel_units`).
+A 2D image has no volume: 2D records never hold ``volume_ml``.
+
 Empty labels: a label named in ``label_names`` but absent from the map gets a record with ``voxel_count`` 0,
 zero volume/area/diameters, and None (JSON null, empty CSV cell) for what is undefined (centroid, box, ellipse,
 intensity). Records never contain NaN.
@@ -36,7 +41,53 @@ from medimg.measure import shape
 from medimg.measure.ellipse import fit_ellipse, perimeter_mm
 from medimg.measure.intensity import intensity_stats
 
-__all__ = ["label_array", "measure_mask", "measure_labels", "instance_summary", "to_csv", "to_json"]
+__all__ = ["label_array", "measure_mask", "measure_labels", "instance_summary", "to_csv", "to_json",
+           "spacing_unknown", "to_pixel_units", "pixel_unit_key", "PIXEL_UNITS_NOTE"]
+
+#: What a result measured in pixels says about its units.
+PIXEL_UNITS_NOTE = ("The image carries no pixel size and none was given: lengths are in pixels (keys ending _px), "
+                    "areas in square pixels (_px2); give --pixel-spacing MM (or spacing=) for millimetres.")
+
+
+def spacing_unknown(*images: Image | None) -> bool:
+    """True when one of the given 2D images has no known pixel size (``spacing_source == "default_1mm"``)."""
+    return any(im is not None and im.is_2d and im.metadata.get("spacing_source") == "default_1mm" for im in images)
+
+
+def pixel_unit_key(key: str) -> str:
+    """The pixel-unit name of a measurement key: ``area_mm2`` -> ``area_px2``, ``perimeter_mm`` -> ``perimeter_px``."""
+    if key.endswith("_mm2"):
+        return key[:-4] + "_px2"
+    if key.endswith("_mm"):
+        return key[:-3] + "_px"
+    return key
+
+
+def to_pixel_units(value: Any) -> Any:
+    """Records or summaries of a 2D image measured at the 1 mm fallback, in pixel units: ``*_mm2`` keys become
+    ``*_px2``, ``*_mm`` keys ``*_px``, ``size_unit`` "mm2" becomes "px2" (values are unchanged: 1 mm stood for one
+    pixel). Nested dicts and lists are converted too.
+
+    >>> to_pixel_units({"area_mm2": 4.0, "perimeter_mm": 8.0, "size_unit": "mm2", "label": 1})
+    {'area_px2': 4.0, 'perimeter_px': 8.0, 'size_unit': 'px2', 'label': 1}
+    """
+    if isinstance(value, Mapping):
+        out = {}
+        for k, v in value.items():
+            if k == "size_unit" and v == "mm2":
+                v = "px2"
+            out[pixel_unit_key(str(k)) if isinstance(k, str) else k] = to_pixel_units(v)
+        return out
+    if isinstance(value, list):
+        return [to_pixel_units(v) for v in value]
+    return value
+
+
+def _pixel_units(units: str, *images: Image | None) -> bool:
+    if units not in ("auto", "mm"):
+        raise InvalidParameterError("unknown units", parameter="units", expected="auto or mm", found=units,
+                                    fix="use units='auto'")
+    return units == "auto" and spacing_unknown(*images)
 
 
 def _where(image: Image) -> dict[str, Any]:
@@ -185,6 +236,7 @@ def measure_labels(
     image: Image | None = None,
     label_names: Mapping[int, str] | None = None,
     instances: bool = False,
+    units: str = "auto",
 ) -> list[dict[str, Any]]:
     """Measure every non-zero label of ``labels`` (or every connected instance of each label).
 
@@ -196,6 +248,8 @@ def measure_labels(
         instances: split each label into connected components (8-/26-connected), largest first; records get
             an ``instance`` field (1, 2, ...). For maps that already hold one id per instance (e.g. nuclei),
             leave this False: each id is measured as one record.
+        units: "auto" (pixel units, ``_px``/``_px2`` keys, when ``labels`` or ``image`` is 2D with no known pixel
+            size; else mm) or "mm" (always the ``_mm`` keys, as measured on the geometry's spacing).
 
     Returns:
         One dict per label (sorted by label) or per instance, JSON-friendly and free of NaN.
@@ -243,10 +297,13 @@ def measure_labels(
             if image is not None:
                 rec.update({k: _clean(v) for k, v in intensity_stats(image, part).items()})
             records.append(rec)
+    if is_2d and _pixel_units(units, labels, image):
+        return to_pixel_units(records)
     return records
 
 
-def instance_summary(labels: Image, *, split_components: bool = False, bins: int = 10) -> dict[str, Any]:
+def instance_summary(labels: Image, *, split_components: bool = False, bins: int = 10,
+                     units: str = "auto") -> dict[str, Any]:
     """Count and size distribution of the instances in ``labels``.
 
     Args:
@@ -254,10 +311,12 @@ def instance_summary(labels: Image, *, split_components: bool = False, bins: int
             a semantic map whose connected components (8-/26-connected, per label) are the instances.
         split_components: count connected components instead of ids.
         bins: number of histogram bins (fewer when there are fewer instances).
+        units: "auto" (sizes in px2 for a 2D map whose pixel size is unknown) or "mm".
 
     Returns:
-        ``{"count", "size_unit" ("mm2" for 2D, "ml" for 3D), "size_min", "size_median", "size_mean", "size_max",
-        "size_std", "histogram": {"bin_edges", "counts"}}``; with no instance, count 0 and None sizes.
+        ``{"count", "size_unit" ("mm2" for 2D, "px2" for 2D in pixel units, "ml" for 3D), "size_min",
+        "size_median", "size_mean", "size_max", "size_std", "histogram": {"bin_edges", "counts"}}``; with no
+        instance, count 0 and None sizes.
 
     Example:
         >>> lab = np.zeros((10, 10), np.uint8); lab[1:3, 1:3] = 1; lab[5:9, 5:9] = 2
@@ -268,7 +327,8 @@ def instance_summary(labels: Image, *, split_components: bool = False, bins: int
     arr = label_array(labels)
     sx, sy, sz = labels.geometry.spacing
     is_2d = labels.is_2d
-    unit_size = sx * sy if is_2d else sx * sy * sz / 1000.0
+    px = is_2d and _pixel_units(units, labels)
+    unit_size = 1.0 if px else (sx * sy if is_2d else sx * sy * sz / 1000.0)
     if split_components:
         counts: list[int] = []
         for value in (int(v) for v in np.unique(arr) if v != 0):
@@ -278,7 +338,7 @@ def instance_summary(labels: Image, *, split_components: bool = False, bins: int
         voxel_counts = np.bincount(arr.ravel())[1:]
         voxel_counts = voxel_counts[voxel_counts > 0]
     sizes = voxel_counts.astype(float) * unit_size
-    out: dict[str, Any] = {"count": int(sizes.size), "size_unit": "mm2" if is_2d else "ml"}
+    out: dict[str, Any] = {"count": int(sizes.size), "size_unit": ("px2" if px else "mm2") if is_2d else "ml"}
     if sizes.size == 0:
         out.update({k: None for k in ("size_min", "size_median", "size_mean", "size_max", "size_std")})
         out["histogram"] = {"bin_edges": [], "counts": []}

@@ -1,10 +1,20 @@
 """Analysis pipelines behind ``medimg analyze``: each turns an Image into masks, measurements and figures.
 
-Pipelines register themselves by name (``PIPELINES``); :func:`choose_pipeline` picks one from the modality and
-content of the input.
+Pipelines register themselves by name (``PIPELINES``) with an applies rule (``APPLIES``: image ->
+:class:`Applicability`, a confidence, the reason and whether the input is inside what the pipeline was validated
+on); :func:`choose_pipeline` takes the most confident validated one, or refuses.
 """
 
 from medimg.pipelines import ct_body, fetal_head, hippocampus, nuclei  # noqa: F401  (register the pipelines)
-from medimg.pipelines.base import PIPELINES, AnalysisResult, choose_pipeline, run_pipeline
+from medimg.pipelines.base import (
+    APPLIES,
+    PIPELINES,
+    AnalysisResult,
+    Applicability,
+    applicability,
+    choose_pipeline,
+    run_pipeline,
+)
 
-__all__ = ["PIPELINES", "AnalysisResult", "choose_pipeline", "run_pipeline"]
+__all__ = ["PIPELINES", "APPLIES", "AnalysisResult", "Applicability", "applicability", "choose_pipeline",
+           "run_pipeline"]

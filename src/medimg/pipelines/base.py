@@ -1,4 +1,11 @@
-"""What an analysis pipeline returns, the registry of pipelines, and the automatic choice among them."""
+"""What an analysis pipeline returns, the registry of pipelines, and the automatic choice among them.
+
+Each pipeline declares what it can handle with an *applies rule*: ``applies(image) -> Applicability`` (a
+confidence in [0, 1], the reason in words, and whether the input lies inside what the pipeline was validated
+on). :func:`choose_pipeline` asks every rule and takes the most confident validated one at or above
+:data:`CHOICE_THRESHOLD`; when none applies it refuses with one line that says what the image looks like.
+A pipeline forced by the user on an input outside its validation runs, with a warning in its result.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +17,12 @@ import numpy as np
 from medimg.core.errors import InvalidParameterError
 from medimg.core.image import Image
 
-__all__ = ["AnalysisResult", "PIPELINES", "register", "choose_pipeline", "run_pipeline"]
+__all__ = ["AnalysisResult", "Applicability", "PIPELINES", "APPLIES", "CHOICE_THRESHOLD", "register",
+           "register_applies", "applicability", "choose_pipeline", "run_pipeline", "raster_features",
+           "describe_image"]
+
+#: The least confidence at which the automatic choice takes a pipeline.
+CHOICE_THRESHOLD = 0.5
 
 
 @dataclass
@@ -28,6 +40,8 @@ class AnalysisResult:
         summary: headline numbers (e.g. lung_volume_ml, count) for the report and JSON.
         figures: caption -> (H, W, 3) uint8 overlay figure.
         notes: caveats the user must read (fallback spacing, heuristics that fired).
+        warnings: what makes the result doubtful, shown prominently (e.g. an input outside what the pipeline was
+            validated on); also printed on stderr by the CLI.
     """
 
     pipeline: str
@@ -40,73 +54,235 @@ class AnalysisResult:
     summary: dict[str, Any] = field(default_factory=dict)
     figures: dict[str, np.ndarray] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Applicability:
+    """How well a pipeline fits an input.
+
+    Attributes:
+        confidence: 0 (certainly not) to 1 (certainly); the automatic choice needs :data:`CHOICE_THRESHOLD`.
+        reason: what the rule saw, in words ("grey frame with a black ultrasound sector").
+        validated: the input lies inside what the pipeline was validated on (BENCHMARKS.md); a pipeline run on
+            an input with ``validated=False`` carries a warning.
+    """
+
+    confidence: float
+    reason: str
+    validated: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "confidence", float(min(max(self.confidence, 0.0), 1.0)))
+
+    @property
+    def applies(self) -> bool:
+        """Confident enough and validated: the automatic choice may take it."""
+        return self.validated and self.confidence >= CHOICE_THRESHOLD
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"confidence": round(self.confidence, 3), "reason": self.reason, "validated": self.validated}
 
 
 PipelineFn = Callable[[Image], AnalysisResult]
+AppliesFn = Callable[[Image], Applicability]
 #: name -> (function, one-line description)
 PIPELINES: dict[str, tuple[PipelineFn, str]] = {}
+#: name -> applies rule
+APPLIES: dict[str, AppliesFn] = {}
 
 
-def register(name: str, description: str) -> Callable[[PipelineFn], PipelineFn]:
-    """Decorator adding a pipeline to :data:`PIPELINES`."""
+def register(name: str, description: str, *, applies: AppliesFn | None = None) -> Callable[[PipelineFn], PipelineFn]:
+    """Decorator adding a pipeline to :data:`PIPELINES`, with its applies rule when given (else see
+    :func:`register_applies`). A pipeline without a rule is never chosen automatically."""
 
     def deco(fn: PipelineFn) -> PipelineFn:
         PIPELINES[name] = (fn, description)
+        if applies is not None:
+            APPLIES[name] = applies
         return fn
 
     return deco
 
 
-def _ultrasound_like(image: Image) -> bool:
-    """Grey-scale 2D image with a large exactly-black surround (the fan/sector of an ultrasound frame)."""
-    v = image.voxels[0, 0].astype(np.float32)
-    border = np.concatenate([v[0], v[-1], v[:, 0], v[:, -1]])
-    return bool(image.n_channels == 1 and (v <= v.min()).mean() > 0.08 and np.median(border) <= v.min() + 1)
+def register_applies(name: str) -> Callable[[AppliesFn], AppliesFn]:
+    """Decorator registering ``applies(image) -> Applicability`` as the rule of pipeline ``name``."""
+
+    def deco(fn: AppliesFn) -> AppliesFn:
+        APPLIES[name] = fn
+        return fn
+
+    return deco
+
+
+# ------------------------------------------------------------------------------------------ image features
+def _grey2d(image: Image) -> np.ndarray:
+    v = image.voxels[:, 0].astype(np.float32)
+    if v.shape[0] >= 3:
+        return 0.299 * v[0] + 0.587 * v[1] + 0.114 * v[2]
+    return v[0]
+
+
+def raster_features(image: Image) -> dict[str, Any]:
+    """Content features of a 2D image that the applies rules share (all relative to the image's own range).
+
+    Keys: ``colour`` (RGB whose channels differ by more than 1 grey level on average), ``dominant_channel_share``
+    (the brightest channel's share of the foreground colour; 1/3 for neutral colours, 1 for one pure channel),
+    ``background_level`` (median of the grey image scaled so that its minimum is 0 and its 99.5th percentile 1),
+    ``background_spread`` (standard deviation of the darker half on that scale: flat dark backgrounds are
+    near 0), ``black_border`` (share of the border pixels at the minimum, within 2/255 of the range),
+    ``black_fraction`` (share of all pixels there), ``sector_solidity`` (solidity of the largest non-black
+    region, holes filled: a convex ultrasound fan is near 1) and ``sector_share`` (that region's share of the
+    image).
+    """
+    from scipy import ndimage
+
+    v = image.voxels[:, 0]
+    grey = _grey2d(image)
+    step = max(1, int(np.ceil(max(grey.shape) / 512)))
+    grey = grey[::step, ::step]
+    lo, hi = float(grey.min()), float(np.percentile(grey, 99.5))
+    rng = hi - lo
+    feats: dict[str, Any] = {"channels": int(image.n_channels), "colour": False, "dominant_channel_share": 1 / 3}
+    if rng <= 0:
+        feats.update(background_level=0.0, background_spread=0.0, black_border=1.0, black_fraction=1.0,
+                     sector_solidity=0.0, sector_share=0.0, sector_level=0.0, sector_speckle=0.0,
+                     sector_apex_width=1.0, constant=True)
+        return feats
+    g = (grey - lo) / rng
+    if image.n_channels >= 3:
+        rgb = v[:3, ::step, ::step].astype(np.float32)
+        diff = float(np.abs(rgb[0] - rgb[1]).mean() + np.abs(rgb[1] - rgb[2]).mean())
+        scale = 255.0 / max(float(rgb.max()), 1.0) if image.voxels.dtype != np.uint8 else 1.0
+        feats["colour"] = diff * scale > 1.0
+        fg = g > np.median(g)
+        means = rgb[:, fg].mean(axis=1) if fg.any() else rgb.reshape(3, -1).mean(axis=1)
+        feats["dominant_channel_share"] = float(means.max() / max(float(means.sum()), 1e-6))
+    black_tol = (2.0 / 255.0) * (255.0 / rng if image.voxels.dtype == np.uint8 else 1.0)
+    black = g <= black_tol
+    border = np.concatenate([black[0], black[-1], black[:, 0], black[:, -1]])
+    low = g[g <= np.median(g)]
+    feats.update(background_level=float(np.median(g)), background_spread=float(low.std()),
+                 black_border=float(border.mean()), black_fraction=float(black.mean()), constant=False)
+    solidity, share, level, speckle, apex = 0.0, 0.0, 0.0, 0.0, 1.0
+    lab, n = ndimage.label(ndimage.binary_opening(~black, iterations=2))
+    if n:
+        sizes = np.bincount(lab.ravel())[1:]
+        region = ndimage.binary_fill_holes(lab == int(np.argmax(sizes)) + 1)
+        share = float(region.mean())
+        if region.sum() >= 16:
+            from skimage.morphology import convex_hull_image
+
+            solidity = float(region.sum() / max(int(convex_hull_image(region).sum()), 1))
+            level = float(np.median(g[region]))
+            inner = ndimage.binary_erosion(region, iterations=2)
+            if inner.any():
+                speckle = float(np.median(np.abs(g - ndimage.uniform_filter(g, 3))[inner]))
+            rows = np.nonzero(region.any(axis=1))[0]
+            widths = region[rows].sum(axis=1)
+            top = widths[: max(1, len(widths) // 10)]
+            apex = float(top.mean() / max(float(widths.max()), 1.0))
+    feats.update(sector_solidity=solidity, sector_share=share, sector_level=level, sector_speckle=speckle,
+                 sector_apex_width=apex)
+    return feats
+
+
+def describe_image(image: Image) -> str:
+    """What an image looks like, in a few words, for messages (e.g. "a grey 2D image with a bright background")."""
+    modality = str(image.metadata.get("modality") or "").upper()
+    mod = f"{modality} " if modality not in ("", "UNKNOWN", "OT") else ""
+    if not image.is_2d:
+        lo, hi = float(image.voxels.min()), float(image.voxels.max())
+        return (f"a {mod}3D image of {image.n_channels} channel(s), (Z, Y, X) {tuple(image.spatial_shape)}, "
+                f"values {lo:.4g}..{hi:.4g}")
+    f = raster_features(image)
+    kind = "colour" if f["colour"] else "grey"
+    if f.get("constant"):
+        return f"a constant {kind} {mod}2D image"
+    if f["background_level"] >= (0.45 if f["colour"] else 0.7):
+        bg = "a bright background (bright-field or stained microscopy, a photograph?)"
+    elif f["background_level"] <= 0.15 and f["background_spread"] <= 0.05:
+        bg = "a dark, flat background"
+    else:
+        bg = "a mid-grey textured background and no black ultrasound sector" if f["black_border"] < 0.9 else \
+            "a black surround"
+    return f"a {kind} {mod}2D image with {bg}"
+
+
+# ------------------------------------------------------------------------------------------ the choice
+def applicability(image: Image) -> dict[str, Applicability]:
+    """Every registered pipeline's :class:`Applicability` for ``image`` (pipelines without a rule: 0)."""
+    import medimg.pipelines  # noqa: F401  (fills the registries)
+
+    out = {}
+    for name in sorted(PIPELINES):
+        rule = APPLIES.get(name)
+        out[name] = rule(image) if rule is not None else Applicability(0.0, "the pipeline declares no applies "
+                                                                            "rule", validated=False)
+    return out
 
 
 def choose_pipeline(image: Image) -> tuple[str, str]:
     """Pick a pipeline from the modality and content; returns (name, reason).
 
-    Rules, in order: CT (by the DICOM modality, or a 3D image whose values look like HU: minimum <= -900 and
-    maximum >= 300) -> ``ct_body``; a small single-channel 3D MRI crop at about 1 mm -> ``hippocampus``;
-    a 2D ultrasound (modality US, or a grey-scale frame with a black sector
-    surround) -> ``fetal_head``; any other 2D image (colour or grey, microscopy) -> ``nuclei``. Anything else is
-    refused with the fix to name a pipeline.
-    """
-    modality = str(image.metadata.get("modality") or "").upper()
-    if not image.is_2d:
-        lo, hi = float(image.voxels.min()), float(image.voxels.max())
-        if modality == "CT" or (modality in ("", "UNKNOWN") and lo <= -900 and hi >= 300):
-            reason = "DICOM modality CT" if modality == "CT" else f"values from {lo:.0f} to {hi:.0f} look like HU"
-            return "ct_body", reason
-        from medimg.pipelines.hippocampus import looks_like_hippocampus_crop
+    Every pipeline's applies rule is asked; the most confident one that is validated for the input and at least
+    :data:`CHOICE_THRESHOLD` confident is taken.
 
-        if looks_like_hippocampus_crop(image):
-            return "hippocampus", "small 3D MRI crop at ~1 mm (hippocampus)"
-        raise InvalidParameterError(
-            "no automatic pipeline for this 3D image", parameter="--pipeline",
-            expected="a CT volume (modality CT or values in HU) or an MRI hippocampus crop",
-            found=f"modality {modality or 'unknown'}, values {lo:.4g}..{hi:.4g}",
-            fix=f"name a pipeline with --pipeline ({', '.join(sorted(PIPELINES))}), or only classify the image: "
-                "--pipeline none --classifier MODEL",
-        )
-    if modality == "US" or (modality in ("", "UNKNOWN", "OT") and _ultrasound_like(image)):
-        return "fetal_head", "ultrasound (modality US or a black sector surround)"
-    return "nuclei", "2D image that is not ultrasound: microscopy nuclei"
+    Raises:
+        InvalidParameterError: no pipeline applies: "no automatic pipeline for <what the image looks like>; use
+            --pipeline NAME or a model (--pipeline none --classifier MODEL)".
+    """
+    scores = applicability(image)
+    ranked = sorted(scores.items(), key=lambda kv: -kv[1].confidence)
+    for name, a in ranked:
+        if a.applies:
+            return name, a.reason
+    best = ", ".join(f"{n} {a.confidence:.2f} ({a.reason}{'' if a.validated else '; not validated'})"
+                     for n, a in ranked[:2])
+    raise InvalidParameterError(
+        f"no automatic pipeline for {describe_image(image)}; use --pipeline NAME or a model "
+        "(--pipeline none --classifier MODEL)",
+        parameter="--pipeline",
+        expected=f"an image one pipeline applies to with confidence >= {CHOICE_THRESHOLD}",
+        found=best,
+        fix=f"force one with --pipeline ({', '.join(sorted(PIPELINES))}; its report then carries a warning), "
+            "or only classify the image: --pipeline none --classifier MODEL",
+    )
+
+
+def validation_warning(name: str, a: Applicability) -> str | None:
+    """The warning for pipeline ``name`` run by the user's choice on an input its rule does not accept."""
+    if a.applies:
+        return None
+    return (f"the {name} pipeline was forced on an input outside what it was validated on ({a.reason}; "
+            f"applies confidence {a.confidence:.2f}): its results may be meaningless")
 
 
 def run_pipeline(image: Image, name: str | None = None) -> AnalysisResult:
-    """Run the named pipeline (or the automatic choice) on ``image``."""
+    """Run the named pipeline (or the automatic choice) on ``image``.
+
+    A pipeline named by the caller whose applies rule does not accept the input still runs; the result then
+    carries a warning (``result.warnings``) and ``parameters["applicability"]`` records the rule's verdict.
+    """
     import medimg.pipelines  # noqa: F401  (fills the registry)
 
-    reason = "chosen by the user"
     if name is None:
         name, reason = choose_pipeline(image)
-    if name not in PIPELINES:
-        raise InvalidParameterError(
-            "unknown pipeline", parameter="--pipeline", expected=", ".join(sorted(PIPELINES)), found=name,
-            fix="pick one of the listed pipelines",
-        )
+        verdict = APPLIES[name](image)
+    else:
+        if name not in PIPELINES:
+            raise InvalidParameterError(
+                "unknown pipeline", parameter="--pipeline", expected=", ".join(sorted(PIPELINES)), found=name,
+                fix="pick one of the listed pipelines",
+            )
+        rule = APPLIES.get(name)
+        verdict = rule(image) if rule is not None else None
+        reason = "chosen by the user"
     result = PIPELINES[name][0](image)
     result.parameters = {"pipeline_choice": reason, **result.parameters}
+    if verdict is not None:
+        result.parameters["applicability"] = verdict.to_dict()
+        warning = validation_warning(name, verdict)
+        if warning and warning not in result.warnings:
+            result.warnings.insert(0, warning)
     return result

@@ -128,3 +128,26 @@ def ct_body(ct: Image) -> AnalysisResult:
         figures=_figures(ct, tissues),
         notes=notes,
     )
+
+
+def applies(ct: Image):
+    """CT volumes: the DICOM modality CT, or a 3D single-channel image whose values look like HU (air at -1000,
+    bone above 300); 2D images and other modalities do not apply."""
+    from medimg.pipelines.base import Applicability
+
+    modality = str(ct.metadata.get("modality") or "").upper()
+    if ct.is_2d:
+        return Applicability(0.0, "2D image (the CT body pipeline takes a 3D CT volume)", validated=False)
+    if ct.n_channels != 1:
+        return Applicability(0.0, f"{ct.n_channels}-channel 3D image", validated=False)
+    if modality == "CT":
+        return Applicability(0.95, "3D volume of DICOM modality CT")
+    lo, hi = float(ct.voxels.min()), float(ct.voxels.max())
+    if modality in ("", "UNKNOWN", "OT") and lo <= -900 and hi >= 300:
+        return Applicability(0.8, f"3D volume whose values from {lo:.0f} to {hi:.0f} look like HU")
+    return Applicability(0.0, f"3D {modality or 'image'} whose values {lo:.4g}..{hi:.4g} are not HU", validated=False)
+
+
+from medimg.pipelines.base import register_applies  # noqa: E402  (appended with the rule)
+
+register_applies("ct_body")(applies)

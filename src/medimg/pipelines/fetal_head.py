@@ -361,3 +361,41 @@ def fetal_head(image: Image) -> AnalysisResult:
                  overlay(bg, shown, alpha=0.25)},
         notes=notes,
     )
+
+
+def applies(image: Image):
+    """Grey 2D ultrasound frames with the black surround of a fan-shaped sector (HC18 style).
+
+    The sector test (thresholds chosen on the even-indexed images of HC18, BUSI, BCCD and DSB 2018;
+    benchmarks/pipeline_choice.py reports the odd-indexed ones): at least 6 % of the frame and 60 % of its border
+    are black; the largest non-black region covers 30-95 % of the frame, is solid (>= 0.7 of its convex hull),
+    narrower at the top than at its widest (a fan, <= 0.92; cropped images such as BUSI are rectangles) and not
+    dark (median >= 0.06 of the range). Ultrasound without such a sector (e.g. breast ultrasound) is outside
+    what the fetal-head pipeline was validated on.
+    """
+    from medimg.pipelines.base import Applicability, raster_features
+
+    modality = str(image.metadata.get("modality") or "").upper()
+    if not image.is_2d:
+        return Applicability(0.0, "3D image (the fetal-head pipeline takes one 2D ultrasound frame)", validated=False)
+    if modality not in ("", "UNKNOWN", "OT", "US"):
+        return Applicability(0.0, f"modality {modality} is not ultrasound", validated=False)
+    f = raster_features(image)
+    if f["constant"]:
+        return Applicability(0.0, "constant image", validated=False)
+    sector = (not f["colour"] and f["black_fraction"] >= 0.06 and f["black_border"] >= 0.6
+              and 0.3 <= f["sector_share"] <= 0.95 and f["sector_solidity"] >= 0.7
+              and f["sector_apex_width"] <= 0.92 and f["sector_level"] >= 0.06)
+    if sector:
+        return Applicability(0.95 if modality == "US" else 0.9,
+                             "grey ultrasound frame with a black fan-shaped sector surround (HC18 style)")
+    if modality == "US":
+        return Applicability(0.4, "ultrasound without the black sector surround of a fetal-head frame",
+                             validated=False)
+    what = "colour image" if f["colour"] else "grey image without a black ultrasound sector surround"
+    return Applicability(0.05, what, validated=False)
+
+
+from medimg.pipelines.base import register_applies  # noqa: E402  (appended with the rule)
+
+register_applies("fetal_head")(applies)

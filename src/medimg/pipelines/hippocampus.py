@@ -13,10 +13,10 @@ import numpy as np
 from medimg.core.errors import ImageReadError, InvalidParameterError
 from medimg.core.image import Image
 from medimg.measure.table import measure_labels
-from medimg.pipelines.base import AnalysisResult, register
+from medimg.pipelines.base import AnalysisResult, Applicability, register
 from medimg.report.figures import overlay
 
-__all__ = ["hippocampus", "looks_like_hippocampus_crop", "LABELS"]
+__all__ = ["hippocampus", "looks_like_hippocampus_crop", "applies", "LABELS"]
 
 LABELS = {1: "anterior hippocampus", 2: "posterior hippocampus"}
 _MODEL = None
@@ -32,6 +32,20 @@ def looks_like_hippocampus_crop(image: Image) -> bool:
     mm = all(0.6 <= s <= 1.5 for s in image.spacing)
     lo = float(image.voxels.min())
     return bool(small and mm and lo >= -100)  # not CT (air at -1000 HU)
+
+
+def applies(image: Image) -> Applicability:
+    """An MSD Task04-style hippocampus crop (the model's training data); other 3D MRI: low, not validated."""
+    if image.is_2d:
+        return Applicability(0.0, "2D image (the hippocampus model takes a 3D MRI crop)", validated=False)
+    if looks_like_hippocampus_crop(image):
+        return Applicability(0.9, "small single-channel 3D MRI crop at about 1 mm (hippocampus, MSD Task04 style)")
+    modality = str(image.metadata.get("modality") or "").upper()
+    if image.n_channels == 1 and modality in ("MR", "", "UNKNOWN", "OT") and float(image.voxels.min()) >= -100:
+        return Applicability(0.2, f"3D image of (Z, Y, X) {tuple(image.spatial_shape)} at "
+                             f"{', '.join(f'{s:.3g}' for s in image.spacing)} mm, not a small 1 mm hippocampus crop",
+                             validated=False)
+    return Applicability(0.0, f"3D {modality or 'image'} that is not an MRI hippocampus crop", validated=False)
 
 
 def _model():
@@ -59,7 +73,8 @@ def _figure(image: Image, labels: np.ndarray) -> np.ndarray:
     return np.concatenate(padded, axis=1)
 
 
-@register("hippocampus", "MRI hippocampus crop: anterior/posterior hippocampus by the shipped 3D U-Net; mL")
+@register("hippocampus", "MRI hippocampus crop: anterior/posterior hippocampus by the shipped 3D U-Net; mL",
+          applies=applies)
 def hippocampus(image: Image) -> AnalysisResult:
     """Segment and measure the anterior and posterior hippocampus in a 3D MRI crop."""
     if image.is_2d or image.n_channels != 1:

@@ -26,6 +26,7 @@ _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#222}
 h1{font-size:1.6rem;margin-bottom:.2rem} h2{font-size:1.2rem;border-bottom:1px solid #ddd;padding-bottom:.2rem}
 .notice{background:#fff4e5;border:1px solid #f0b35b;padding:.6rem 1rem;border-radius:4px;margin:1rem 0}
+.warning{background:#fdecea;border:2px solid #d93025;color:#8a1c12;padding:.6rem 1rem;border-radius:4px;margin:1rem 0}
 table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0} td,th{border:1px solid #ccc;padding:.25rem .5rem}
 th{background:#f3f3f3;text-align:left} td.num{text-align:right;font-variant-numeric:tabular-nums}
 figure{display:inline-block;margin:.5rem;vertical-align:top} figcaption{font-size:.8rem;color:#555}
@@ -80,8 +81,13 @@ def _table(records: Sequence[Mapping[str, Any]]) -> str:
     return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
 
 
-def render_html(title: str, sections: Sequence[ReportSection], *, software: Mapping[str, str] | None = None) -> str:
-    """The report as one HTML string (figures embedded as base64 PNG)."""
+def render_html(title: str, sections: Sequence[ReportSection], *, software: Mapping[str, str] | None = None,
+                warnings: Sequence[str] = ()) -> str:
+    """The report as one HTML string (figures embedded as base64 PNG).
+
+    ``warnings`` (e.g. an input outside what the pipeline was validated on) are shown in a red box under the
+    heading, before every section.
+    """
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
@@ -89,6 +95,8 @@ def render_html(title: str, sections: Sequence[ReportSection], *, software: Mapp
         f"<p class='small'>Generated {time.strftime('%Y-%m-%d %H:%M:%S')}</p>",
         f"<div class='notice'><b>Research use only.</b> {html.escape(RESEARCH_NOTICE)}</div>",
     ]
+    for text in warnings:
+        parts.append(f"<div class='warning'><b>Warning:</b> {html.escape(text)}</div>")
     for sec in sections:
         parts.append(f"<h2>{html.escape(sec.title)}</h2>")
         if sec.text:
