@@ -46,6 +46,17 @@ def add_read_options(parser) -> None:
                         "even grid instead of refusing it")
 
 
+#: The values of --precision (medimg.train.precision.PRECISIONS, spelled out so that the parser does not import torch).
+PRECISION_CHOICES = ("auto", "fp32", "bf16")
+
+
+def add_precision_option(parser) -> None:
+    """--precision auto|fp32|bf16, shared by every command that runs or trains a network."""
+    parser.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
+                        help="network arithmetic: auto (bf16 only where the CPU computes it natively, AVX-512-BF16 "
+                        "or AMX, or on CUDA; fp32 otherwise), fp32, or bf16 (default auto)")
+
+
 def read_input(args):
     """Read args.input with the shared read options."""
     from medimg.io import read

@@ -1,11 +1,13 @@
 """`medimg predict MODEL IN OUT`: segment or classify files, folders or DICOM series with a trained model.
 
 MODEL is a model folder (from `medimg train segment` or `medimg train classify`) or a shipped model name (`medimg
-models`); what it does follows the model.
+models`); what it does follows the model's plan (its task). A registration model registers pairs of images:
+`medimg register FIXED MOVING -o OUT --method learned --model NAME`.
 
 Segmentation: IN is an image file, a DICOM series folder, or a folder of case files (nnU-Net naming:
 CASE_0000.nii.gz, CASE_0001.nii.gz, ... are the channels of CASE). For a folder, OUT is a folder and gets one
-label file per case, named like the case without the channel suffix.
+label file per case, named like the case without the channel suffix; --probabilities P and --uncertainty U then
+name folders too (P/CASE.nii.gz, U/CASE.nii.gz).
 
 Classification: IN is an image file, a DICOM series folder, a folder of images (class sub-folders or flat), a
 folder of DICOM series folders, a CSV (a path column) or a MedMNIST .npz (--split, default test, else val). OUT is
@@ -25,7 +27,7 @@ _IMAGE_EXT = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".png", ".tif", ".tiff
 
 
 def add_parser(subparsers, *, parents, help: str) -> None:  # noqa: A002
-    from medimg.cli._args import add_read_options
+    from medimg.cli._args import add_precision_option, add_read_options
     from medimg.cli._classify import EXPLAIN_CHOICES
 
     p = subparsers.add_parser("predict", parents=parents, help=help, description=__doc__,
@@ -36,10 +38,12 @@ def add_parser(subparsers, *, parents, help: str) -> None:  # noqa: A002
                    "folder")
     p.add_argument("--tta", action="store_true", help="mirror test-time augmentation (slower, slightly better)")
     p.add_argument("--overlap", type=float, default=0.5, help="sliding-window overlap, 0..0.9")
-    p.add_argument("--probabilities", metavar="PATH", help="also write class probabilities (4D NIfTI)")
+    p.add_argument("--probabilities", metavar="PATH", help="also write class probabilities (4D NIfTI; for a folder "
+                   "input, a folder of CASE.nii.gz)")
     p.add_argument("--uncertainty", metavar="PATH|METHOD",
-                   help="segmentation: also write the predictive entropy map to PATH; classification: "
-                   "auto|ensemble|mc_dropout|tta (default auto: the fold ensemble, else MC dropout, else TTA)")
+                   help="segmentation: also write the predictive entropy map to PATH (for a folder input, a folder of "
+                   "CASE.nii.gz); classification: auto|ensemble|mc_dropout|tta (default auto: the fold ensemble, "
+                   "else MC dropout, else TTA)")
     p.add_argument("--no-postprocess", action="store_true", help="skip largest-component postprocessing")
     p.add_argument("--folds", default=None, help="comma-separated folds to ensemble (default: all trained)")
     c = p.add_argument_group("classification only")
@@ -49,6 +53,7 @@ def add_parser(subparsers, *, parents, help: str) -> None:  # noqa: A002
                    help="uncertainty samples per fold (MC dropout: default 20; TTA: default all flips)")
     c.add_argument("--split", default=None, help="split of a MedMNIST .npz, a CSV split column or split folders")
     c.add_argument("--seed", type=int, default=0, help="seed of the MC dropout masks")
+    add_precision_option(p)
     add_read_options(p)
 
 
@@ -94,50 +99,119 @@ def _refuse(args: argparse.Namespace, options: dict[str, object], kind: str) -> 
                                         fix=f"leave {flag} out")
 
 
+def _refuse_registration(args: argparse.Namespace) -> None:
+    from medimg.core.errors import InvalidParameterError
+
+    raise InvalidParameterError(
+        "a registration model registers pairs of images; `medimg predict` runs segmentation and classification "
+        "models", parameter="MODEL", expected="a segmentation or classification model", found="a registration model",
+        fix=f"medimg register FIXED MOVING -o OUT --method learned --model {args.model}")
+
+
+def _check_extra_outputs(args: argparse.Namespace, batch: bool) -> None:
+    """--probabilities / --uncertainty paths: not the input, not the label output, not each other (checked before
+    anything is computed, so that a bad path leaves nothing behind)."""
+    from medimg.core.errors import ImageWriteError
+    from medimg.io._files import same_path
+
+    named = [("OUT", args.output)] + [(f"--{n}", getattr(args, n)) for n in ("probabilities", "uncertainty")
+                                       if getattr(args, n)]
+    src = Path(args.input)
+    for i, (flag, path) in enumerate(named):
+        p = Path(path)
+        if same_path(p, src) or (src.is_dir() and p.resolve().is_relative_to(src.resolve())):
+            raise ImageWriteError("output would overwrite the input", path=p, parameter=flag,
+                                  expected="a path outside the input", found=f"the input '{src}'",
+                                  fix=f"choose another path for {flag}")
+        for other_flag, other in named[:i]:
+            if same_path(p, Path(other)):
+                raise ImageWriteError("two outputs share one path", path=p, parameter=flag,
+                                      expected=f"a path other than {other_flag}'s", found=str(other),
+                                      fix=f"give {flag} its own path")
+        if batch and p.exists() and (not p.is_dir() or any(p.iterdir())):
+            raise ImageWriteError("output folder exists and is not empty", path=p, parameter=flag,
+                                  expected="a new or empty folder (a folder input gives one file per case)",
+                                  found="existing content", fix="choose a new folder name or empty it first")
+        if not batch and p.is_dir():
+            raise ImageWriteError("output is an existing folder", path=p, parameter=flag, expected="a file name",
+                                  found="a folder", fix="give a file name with an extension, e.g. out.nii.gz")
+
+
 def run(args: argparse.Namespace) -> int:
     from medimg.cli._args import read_input
     from medimg.core.errors import InvalidParameterError
     from medimg.io import write
-    from medimg.tasks.classify.predict import is_classification_model
+    from medimg.plans.model_folder import model_task
     from medimg.tasks.segment.predict import load_model, predict_image
     from medimg.zoo import resolve_model
 
     model_dir = resolve_model(args.model)
-    if is_classification_model(model_dir):
+    task = model_task(model_dir)
+    if task == "register":
+        _refuse_registration(args)
+    if task == "classify":
         return _run_classify(args, model_dir)
     _refuse(args, {"explain": None, "samples": None, "split": None, "seed": 0}, "classification")
     if not 0 <= args.overlap < 1:
         raise InvalidParameterError("overlap out of range", parameter="--overlap", expected="0 <= overlap < 1",
                                     found=args.overlap)
-    model = load_model(model_dir, folds=args.folds.split(",") if args.folds else None)
     src = Path(args.input)
-    post = False if args.no_postprocess else None
     batch = src.is_dir() and bool(case_files(src))
+    _check_extra_outputs(args, batch)
+    model = load_model(model_dir, folds=args.folds.split(",") if args.folds else None)
+    post = False if args.no_postprocess else None
     if not batch:
         image = read_input(args)
         pred = predict_image(model, image, tta=args.tta, overlap=args.overlap,
                              probabilities=bool(args.probabilities), uncertainty=bool(args.uncertainty),
-                             largest_component=post)
-        write(pred.labels, args.output, inputs=[args.input])
-        if args.probabilities:
-            write(pred.probabilities, args.probabilities, inputs=[args.input])
-        if args.uncertainty:
-            write(pred.uncertainty, args.uncertainty, inputs=[args.input])
+                             largest_component=post, precision=args.precision)
+        # all outputs or none: when a later write fails, the files this command wrote before it are removed
+        written: list[Path] = []
+        try:
+            for path, image_out in ((args.output, pred.labels), (args.probabilities, pred.probabilities),
+                                    (args.uncertainty, pred.uncertainty)):
+                if path:
+                    write(image_out, path, inputs=[args.input])
+                    written.append(Path(path))
+        except BaseException:
+            for done in written:
+                done.unlink(missing_ok=True)
+            raise
         if not args.quiet:
-            print(f"wrote {args.output} ({model.name}, folds {', '.join(model.folds)})")
+            print(f"wrote {args.output} ({model.name}, folds {', '.join(model.folds)}, {pred.precision})")
         return 0
+    from contextlib import ExitStack
+
     from medimg.io._files import atomic_output_dir
 
     cases = case_files(src)
-    with atomic_output_dir(args.output, inputs=[src]) as tmp:
+    with ExitStack() as stack:
+        tmp = stack.enter_context(atomic_output_dir(args.output, inputs=[src]))
+        tmp_prob = (stack.enter_context(atomic_output_dir(args.probabilities, inputs=[src]))
+                    if args.probabilities else None)
+        tmp_unc = (stack.enter_context(atomic_output_dir(args.uncertainty, inputs=[src]))
+                   if args.uncertainty else None)
+        used = ""
         for n, (case, files) in enumerate(sorted(cases.items()), 1):
             image = _read_case(files)
-            pred = predict_image(model, image, tta=args.tta, overlap=args.overlap, largest_component=post)
+            pred = predict_image(model, image, tta=args.tta, overlap=args.overlap, largest_component=post,
+                                 probabilities=tmp_prob is not None, uncertainty=tmp_unc is not None,
+                                 precision=args.precision)
+            used = pred.precision
             ext = ".png" if pred.labels.is_2d and _ext(files[0].name) in (".png", ".tif", ".tiff", ".jpg",
                                                                            ".jpeg") else ".nii.gz"
             write(pred.labels, tmp / f"{case}{ext}")
+            if tmp_prob is not None:
+                write(pred.probabilities, tmp_prob / f"{case}.nii.gz")
+            if tmp_unc is not None:
+                write(pred.uncertainty, tmp_unc / f"{case}.nii.gz")
             if not args.quiet:
                 print(f"[{n}/{len(cases)}] {case}{ext}")
+    if not args.quiet:
+        extra = "".join(f", {flag} {path}" for flag, path in (("probabilities", args.probabilities),
+                                                               ("uncertainty", args.uncertainty)) if path)
+        print(f"wrote {args.output} ({len(cases)} cases{extra}; {model.name}, folds {', '.join(model.folds)}, "
+              f"{used})")
     return 0
 
 
@@ -183,11 +257,15 @@ def _run_classify(args: argparse.Namespace, model_dir: Path) -> int:
         if show:
             print(f"[{done}/{total}] classified", file=sys.stderr, flush=True)
 
+    from medimg.train.precision import precision_name, resolve_precision
+
+    used = precision_name(resolve_precision(args.precision, "cpu"))
     preds = predict_samples(model, inputs, uncertainty=uncertainty, n_samples=args.samples,
-                            explain=args.explain or "gradcam", seed=args.seed, progress=progress)
+                            explain=args.explain or "gradcam", seed=args.seed, progress=progress,
+                            precision=args.precision)
     write_predictions(preds, args.output, images=inputs, inputs=[args.input], metadata={
         "model": str(model.path), "folds": list(model.folds), "temperatures": list(model.temperatures),
-        "input": str(args.input)})
+        "input": str(args.input), "precision": used})
     if not args.quiet:
         print_predictions(preds)
         metrics = prediction_metrics(preds)
@@ -197,5 +275,5 @@ def _run_classify(args: argparse.Namespace, model_dir: Path) -> int:
                   f"balanced accuracy {metrics['balanced_accuracy']:.4f}, ECE {metrics['ece']:.4f} (metrics.json)")
         print(f"wrote {args.output} (predictions.csv, predictions.json"
               f"{', explain/' if preds and preds[0].saliency is not None else ''}; {model.name}, folds "
-              f"{', '.join(model.folds)})")
+              f"{', '.join(model.folds)}, {used})")
     return 0

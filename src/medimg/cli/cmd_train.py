@@ -31,6 +31,8 @@ import json
 
 
 def add_parser(subparsers, *, parents, help: str) -> None:  # noqa: A002
+    from medimg.cli._args import add_precision_option
+
     p = subparsers.add_parser("train", parents=parents, help=help, description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("task", choices=["segment", "classify", "register"], help="what to train")
@@ -52,7 +54,8 @@ def add_parser(subparsers, *, parents, help: str) -> None:  # noqa: A002
     p.add_argument("--cascade", choices=["none", "fcm", "otsu"], default=None,
                    help="feed a classical result of the first channel to the network as extra input channels: "
                    "fcm (3 fuzzy c-means memberships) or otsu (a 0/1 foreground mask); same as --set cascade=...")
-    p.add_argument("--resume", action="store_true", help="continue from MODEL_DIR/fold_k/checkpoint.pt")
+    p.add_argument("--resume", action="store_true", help="continue from MODEL_DIR/fold_k/checkpoint.pt (without it, "
+                   "a fold that already has model.pt is refused rather than overwritten)")
     p.add_argument("--validate-every", type=float, default=None, metavar="MIN",
                    help="validate every MIN minutes of training (Dice-vs-minutes curve in metrics.json)")
     p.add_argument("--validate-cases", type=int, default=None, metavar="N",
@@ -63,6 +66,7 @@ def add_parser(subparsers, *, parents, help: str) -> None:  # noqa: A002
                    help="keep the cases of one patient in one fold: the regex's first group names the patient, "
                    "e.g. '^(\\d+)_' for HC18 (010_HC and 010_2HC are one fetus)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    add_precision_option(p)
     p.add_argument("--cache", default=None, help="preprocessed cache folder (default $MEDIMG_CACHE or "
                    "~/.cache/medimg/preprocessed)")
     c = p.add_argument_group("classify only")
@@ -161,7 +165,8 @@ def run(args: argparse.Namespace) -> int:
                            iterations=args.iterations, seed=args.seed, overrides=overrides, resume=args.resume,
                            validate_every_minutes=args.validate_every,
                            max_val_cases=args.validate_cases, threads=args.threads, cache_dir=args.cache,
-                           foreground_only=args.foreground_only, group_by=args.group_by)
+                           foreground_only=args.foreground_only, group_by=args.group_by,
+                           precision=args.precision)
     from medimg.cli.progress import TrainProgress
 
     fold_label = f"train fold_{fold}" if fold != "all" else "train fold_all"
@@ -170,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         val = metrics.get("validation")
         print(f"trained {metrics['fold']}: {metrics['iterations']} iterations in {metrics['training_minutes']} min "
-              f"({metrics['stop_reason']})")
+              f"({metrics['stop_reason']}; {metrics['precision']})")
         if val:
             print("validation Dice per class: " + ", ".join(f"{d:.4f}" for d in val["dice_per_class"]))
         print(f"model folder: {args.out}")
@@ -187,13 +192,14 @@ def _run_classify(args: argparse.Namespace) -> int:
         fold=fold, n_folds=args.folds, minutes=args.minutes, iterations=args.iterations, seed=args.seed,
         overrides=_overrides(args.set), split=split[0] if split and len(split) == 1 else split, val_data=args.val,
         val_split=args.val_split, threads=args.threads, resume=args.resume, group_by=args.group_by,
-        deterministic=args.deterministic, max_data_gb=args.max_data_gb, init_from=args.init)
+        deterministic=args.deterministic, max_data_gb=args.max_data_gb, init_from=args.init,
+        precision=args.precision)
     label = f"train fold_{fold}"
     metrics = train_classification(args.dataset, args.out, options,
                                    callbacks=() if args.quiet else (TrainProgress(label=label),))
     if not args.quiet:
         print(f"trained {metrics['fold']}: {metrics['iterations']} iterations in {metrics['training_minutes']} min "
-              f"({metrics['stop_reason']})")
+              f"({metrics['stop_reason']}; {metrics['precision']})")
         val = metrics.get("validation")
         if val:
             auc = "n/a" if val["auc_macro"] is None else f"{val['auc_macro']:.4f}"
@@ -214,12 +220,12 @@ def _run_register(args: argparse.Namespace) -> int:
     options = RegisterTrainOptions(fold=fold, n_folds=args.folds if args.folds is not None else 5,
                                    minutes=args.minutes, iterations=args.iterations, seed=args.seed,
                                    overrides=_overrides(args.set), splits=args.splits, resume=args.resume,
-                                   threads=args.threads)
+                                   threads=args.threads, precision=args.precision)
     metrics = train_registration(args.dataset, args.out, options,
                                  callbacks=() if args.quiet else (TrainProgress(label=f"train fold_{fold}"),))
     if not args.quiet:
         print(f"trained {metrics['fold']}: {metrics['iterations']} iterations in {metrics['training_minutes']} min "
-              f"({metrics['stop_reason']})")
+              f"({metrics['stop_reason']}; {metrics['precision']})")
         val = metrics.get("validation")
         if val and "mean_dice_after" in val:
             print(f"validation ({val['n_pairs']} pairs of unseen cases): mean label Dice {val['mean_dice_before']:.4f}"

@@ -5,6 +5,8 @@ from medimg.train.callbacks import (
     CurveCallback,
     LogCallback,
     load_checkpoint,
+    load_torch_file,
+    load_weights,
     save_checkpoint,
 )
 from medimg.train.loop import Callback, TrainState, cosine_lr, make_optimizer, poly_lr, train_loop
@@ -12,4 +14,5 @@ from medimg.train.loop import Callback, TrainState, cosine_lr, make_optimizer, p
 __all__ = [
     "train_loop", "TrainState", "Callback", "poly_lr", "cosine_lr", "make_optimizer", "LogCallback",
     "CheckpointCallback", "CurveCallback", "save_checkpoint", "load_checkpoint",
+    "load_weights", "load_torch_file",
 ]

@@ -13,7 +13,8 @@ import torch
 
 from medimg.train.loop import Callback, TrainState
 
-__all__ = ["LogCallback", "CheckpointCallback", "CurveCallback", "save_checkpoint", "load_checkpoint"]
+__all__ = ["LogCallback", "CheckpointCallback", "CurveCallback", "save_checkpoint", "load_checkpoint", "load_weights",
+           "load_torch_file"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,15 +49,73 @@ def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
     os.replace(tmp, path)
 
 
+def load_torch_file(path: str | os.PathLike[str], *, what: str = "weights") -> Any:
+    """``torch.load`` of a file medimg wrote, with ``weights_only=True``: tensors, numbers, strings, lists and dicts
+    only, so a crafted file cannot run code while it is read.
+
+    Raises:
+        ImageReadError: the file cannot be read, is not a torch file, or holds anything but plain data (one line).
+    """
+    import pickle
+    import warnings
+
+    from medimg.core.errors import ImageReadError
+
+    p = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # torch's note on a crafted file's pickle protocol
+            return torch.load(p, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError, AttributeError, KeyError,
+            ImportError, IndexError, UnicodeDecodeError, OSError) as exc:
+        detail = " ".join(str(exc).split())[:160] or type(exc).__name__
+        raise ImageReadError(f"refused or unreadable {what}", path=p,
+                             expected=f"{what} written by medimg (plain tensors and dicts, loaded with "
+                             "weights_only=True)", found=f"{type(exc).__name__}: {detail}",
+                             fix="train the model again, or give the file medimg wrote") from exc
+
+
+def load_weights(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """A ``model.pt`` state dict (name -> tensor), floating tensors as float32; see :func:`load_torch_file`.
+
+    Raises:
+        ImageReadError: unreadable, refused (not plain data) or not a mapping of names to tensors.
+    """
+    from medimg.core.errors import ImageReadError
+
+    state = load_torch_file(path, what="model weights")
+    if not isinstance(state, dict) or not state or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise ImageReadError("not a weights file", path=Path(path), expected="a state dict (name -> tensor)",
+                             found=type(state).__name__, fix="train the model again")
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+
+
 def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None
                     ) -> TrainState:
-    """Restore a checkpoint written by :func:`save_checkpoint`; returns the loop state to continue from."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    model.load_state_dict(ckpt["model"])
-    if optimizer is not None:
-        optimizer.load_state_dict(ckpt["optimizer"])
-    return TrainState(iteration=int(ckpt["iteration"]), elapsed_s=float(ckpt["elapsed_s"]),
-                      history=list(ckpt["history"]))
+    """Restore a checkpoint written by :func:`save_checkpoint`; returns the loop state to continue from.
+
+    The file is read with ``weights_only=True`` (:func:`load_torch_file`): a checkpoint holding anything but
+    tensors and plain data is refused, never executed.
+
+    Raises:
+        ImageReadError: unreadable, refused, or not a checkpoint of this model.
+    """
+    from medimg.core.errors import ImageReadError
+
+    ckpt = load_torch_file(path, what="checkpoint")
+    try:
+        model.load_state_dict(ckpt["model"])
+        if optimizer is not None:
+            optimizer.load_state_dict(ckpt["optimizer"])
+        return TrainState(iteration=int(ckpt["iteration"]), elapsed_s=float(ckpt["elapsed_s"]),
+                          history=list(ckpt["history"]))
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
+        detail = " ".join(str(exc).split())[:160]
+        raise ImageReadError("checkpoint does not fit this model", path=Path(path),
+                             expected="a checkpoint.pt written by this model's training",
+                             found=f"{type(exc).__name__}: {detail}",
+                             fix="remove the fold folder and train it again, or leave out --resume") from exc
 
 
 class CheckpointCallback(Callback):

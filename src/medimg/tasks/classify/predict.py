@@ -7,7 +7,8 @@ for every sample, and the files that carry them.
   a folder of images (class sub-folders, split folders or flat), a folder of DICOM series folders (one sample
   each), a CSV (a ``path`` column; labels optional) or a MedMNIST ``.npz``.
 * :func:`predict_samples` preprocesses the samples exactly as in training, runs every fold (batched, bf16
-  autocast, inference mode), averages the folds' temperature-scaled probabilities, measures the uncertainty
+  autocast where the CPU computes bf16 natively: ``precision``; inference mode), averages the folds'
+  temperature-scaled probabilities, measures the uncertainty
   (predictive entropy and mutual information over a fold ensemble, MC dropout or flip TTA) and computes a
   saliency map (Grad-CAM, Grad-CAM++ or occlusion) of the predicted class.
 * :func:`write_predictions` writes ``predictions.csv`` (one row per sample), ``predictions.json`` and, per
@@ -139,18 +140,21 @@ def load_classifier(path: str | os.PathLike[str], *, folds: Sequence[str | int] 
     """
     from medimg.models import ClassifierSpec, build_classifier
     from medimg.plans.classify_plan import ClassifyPlan
+    from medimg.plans.model_folder import check_network_memory, model_task
+    from medimg.train.callbacks import load_weights
 
     root = Path(path)
-    if not (root / "plan.json").is_file():
-        raise ImageReadError("not a model folder", path=root, expected="a folder with plan.json and fold_*/model.pt",
-                             found="no plan.json", fix="give a folder written by `medimg train classify`")
-    if not is_classification_model(root):
+    task = model_task(root)
+    if task != "classify" or not is_classification_model(root):
         raise ImageReadError("not a classification model folder", path=root / "plan.json",
                              expected="a classification plan (task binary, multiclass or multilabel)",
-                             found="another plan (a segmentation model?)",
+                             found=f"a {task} plan",
                              fix="give a folder written by `medimg train classify`; segmentation models are used "
                                  "by `medimg predict` directly")
     plan = ClassifyPlan.load(root / "plan.json")
+    check_network_memory(batch=min(int(plan.batch_size), 32), spatial=plan.input_size,
+                         channels=max(int(plan.in_channels), 1), path=root / "plan.json",
+                         fields="input_size, batch_size")
     names = _fold_names(folds, root)
     if not names:
         raise ImageReadError("model folder has no trained fold", path=root, expected="fold_*/model.pt",
@@ -162,9 +166,9 @@ def load_classifier(path: str | os.PathLike[str], *, folds: Sequence[str | int] 
             raise ImageReadError("missing weights", path=weights, expected="a trained fold",
                                  found="no model.pt", fix="train this fold or leave it out of --folds")
         net = build_classifier(ClassifierSpec(**plan.network_kwargs()))
-        state = torch.load(weights, map_location="cpu", weights_only=True)
+        state = load_weights(weights)
         try:
-            net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+            net.load_state_dict(state)
         except RuntimeError as exc:
             raise ImageReadError("weights do not fit the plan's network", path=weights,
                                  expected=f"{plan.model} width {plan.model_width}",
@@ -175,7 +179,7 @@ def load_classifier(path: str | os.PathLike[str], *, folds: Sequence[str | int] 
         calib = root / name / "calibration.json"
         temperature = 1.0
         if calib.is_file():
-            temperature = float(json.loads(calib.read_text()).get("temperature", 1.0))
+            temperature = _read_temperature(calib)
         else:
             logger.warning("%s has no calibration.json: temperature 1 (uncalibrated)", name)
         temperatures.append(temperature)
@@ -183,6 +187,22 @@ def load_classifier(path: str | os.PathLike[str], *, folds: Sequence[str | int] 
                 [round(t, 3) for t in temperatures])
     return ClassificationModel(path=root, plan=plan, networks=nets, folds=names, temperatures=temperatures,
                                name=root.name)
+
+
+def _read_temperature(path: Path) -> float:
+    """A fold's temperature from its calibration.json (a positive finite number), else one-line ImageReadError."""
+    import math
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        value = float(data.get("temperature", 1.0)) if isinstance(data, dict) else float("nan")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError, ValueError) as exc:
+        raise ImageReadError("unreadable calibration.json", path=path, expected='{"temperature": T > 0}',
+                             found=type(exc).__name__, fix="train the fold again or remove the file") from exc
+    if not (math.isfinite(value) and value > 0):
+        raise ImageReadError("invalid calibration.json", path=path, expected="a temperature > 0", found=value,
+                             fix="train the fold again or remove the file")
+    return value
 
 
 def network_logits(network: torch.nn.Module, inputs: np.ndarray | torch.Tensor, *, batch_size: int = 32,
@@ -753,11 +773,12 @@ def predict_samples(
     batch_size: int | None = None,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    precision: str = "auto",
 ) -> list[ClassPrediction]:
     """Classify samples with every fold of ``model``: calibrated probabilities, uncertainty and a saliency map.
 
     Each sample is preprocessed as in training (:func:`~medimg.plans.classify_plan.preprocess_sample`). Per batch:
-    every fold's logits (eval mode, bf16 autocast, inference mode) are divided by that fold's temperature and
+    every fold's logits (eval mode, ``precision``, inference mode) are divided by that fold's temperature and
     turned into probabilities (softmax, or a sigmoid per label), and the folds are averaged: these are the
     reported, calibrated ``probabilities`` and the decision. The uncertainty comes from S probability samples:
 
@@ -786,6 +807,8 @@ def predict_samples(
         batch_size: samples per batch; None: the plan's batch size (at most 32).
         seed: seeds the MC dropout masks (the global random state is left alone).
         progress: called with (samples done, total) after each batch.
+        precision: "auto" (bf16 autocast where the CPU computes bf16 natively, else float32), "fp32" or "bf16"
+            (:func:`medimg.train.precision.resolve_precision`).
 
     Returns:
         one :class:`ClassPrediction` per sample, in input order.
@@ -802,7 +825,9 @@ def predict_samples(
     """
     from medimg.explain.calibration import apply_temperature
     from medimg.explain.uncertainty import mutual_information, predictive_entropy, sample_predictions
+    from medimg.train.precision import resolve_precision
 
+    bf16 = resolve_precision(precision, "cpu") is not None
     if explain not in EXPLAIN_METHODS:
         raise InvalidParameterError("unknown explanation method", parameter="--explain",
                                     expected=" | ".join(EXPLAIN_METHODS), found=repr(explain),
@@ -826,14 +851,15 @@ def predict_samples(
             sample, where = get(i)
             prepared.append(_prepare(sample, where, ids[i], plan))
         x = torch.from_numpy(np.stack([p[0] for p in prepared]))
-        fold_probs = [np.asarray(apply_temperature(network_logits(net, x, batch_size=bs), t, multilabel=multilabel))
+        fold_probs = [np.asarray(apply_temperature(network_logits(net, x, batch_size=bs, autocast_bf16=bf16), t,
+                                                   multilabel=multilabel))
                       for net, t in zip(model.networks, model.temperatures)]
         probs = np.mean(fold_probs, axis=0)
         if method == "ensemble":
             stack = np.stack(fold_probs)
         else:
             parts = []
-            with torch.autocast("cpu", dtype=torch.bfloat16):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 for f, (net, t) in enumerate(zip(model.networks, model.temperatures)):
                     s = sample_predictions(net, x, n=per_fold, mode=method, multilabel=multilabel, temperature=t,
                                            seed=seed + 1000 * f + start if method == "mc_dropout" else None)

@@ -106,6 +106,8 @@ class ClassifyTrainOptions:
             dimensionality: its network settings (:data:`TRANSFER_FIELDS`) are taken into the plan unless
             overridden, every matching tensor is loaded, the head is new when the classes differ. Only models
             trained by medimg: nothing is downloaded.
+        precision: "auto" (bf16 autocast where the CPU computes bf16 natively, else float32), "fp32" or "bf16"
+            (:func:`medimg.train.precision.resolve_precision`); metrics.json records the one used.
     """
 
     fold: int | str = 0
@@ -123,6 +125,7 @@ class ClassifyTrainOptions:
     deterministic: bool = False
     max_data_gb: float = 4.0
     init_from: str | os.PathLike[str] | None = None
+    precision: str = "auto"
 
 
 # ---- transfer from our own models --------------------------------------------------------------------------------
@@ -141,6 +144,7 @@ def pretrained_classifier(source: str | os.PathLike[str], dims: int) -> tuple[di
     """
     from medimg.plans.classify_plan import ClassifyPlan
     from medimg.tasks.classify.predict import is_classification_model
+    from medimg.train.callbacks import load_weights
     from medimg.zoo import resolve_model
 
     root = resolve_model(source)
@@ -159,7 +163,7 @@ def pretrained_classifier(source: str | os.PathLike[str], dims: int) -> tuple[di
         raise InvalidParameterError("the starting model has another dimensionality", path=root, parameter="--init",
                                     expected=f"a {dims}D classifier", found=f"a {plan.dims}D classifier",
                                     fix="start from a model trained on data of the same dimensionality")
-    state = torch.load(chosen, map_location="cpu", weights_only=True)
+    state = load_weights(chosen)
     return state, plan, f"{root.name}/{chosen.parent.name}"
 
 
@@ -635,18 +639,25 @@ def train_classification(data: str | os.PathLike[str], out_dir: str | os.PathLik
     from medimg.augment.batch import BatchAugmenter
     from medimg.explain.calibration import apply_temperature, fit_temperature, reliability_diagram, reliability_png
     from medimg.models import ClassifierSpec, build_classifier
+    from medimg.plans.model_folder import check_network_memory
     from medimg.tasks.classify.predict import network_logits
     from medimg.train import CheckpointCallback, CurveCallback, LogCallback, load_checkpoint, make_optimizer
     from medimg.train.loop import schedule, train_loop
+    from medimg.train.outputs import check_fold_not_trained, check_model_folder_outside_inputs
+    from medimg.train.precision import precision_name, resolve_precision
 
     options = options or ClassifyTrainOptions()
     if options.fold != "all" and (isinstance(options.fold, bool) or not isinstance(options.fold, (int, np.integer))):
         raise InvalidParameterError("bad fold", parameter="--fold", expected="a fold number or 'all'",
                                     found=repr(options.fold), fix="e.g. --fold 0, or --fold all")
+    precision = resolve_precision(options.precision, "cpu")
     if options.threads:
         torch.set_num_threads(int(options.threads))
     out = Path(out_dir)
+    # nothing is written before these checks: the model folder is not an input, a trained fold is kept
+    check_model_folder_outside_inputs(out, [data, options.val_data])
     _check_model_folder(out)
+    check_fold_not_trained(out, options.fold, resume=options.resume)
     ds = _open(data, options.split)
     _verify(ds, "dataset")
     val_ds = None
@@ -699,6 +710,8 @@ def train_classification(data: str | os.PathLike[str], out_dir: str | os.PathLik
                                     expected="at least 2 classes", found=f"{len(train_pos)} samples of one class",
                                     fix="use fewer folds or more samples")
     data_gb = _check_memory(len(train_pos) + len(val_pos), plan, options.max_data_gb)
+    check_network_memory(batch=plan.batch_size, spatial=plan.input_size, channels=max(int(plan.in_channels), 1),
+                         path=out / "plan.json", fields="input_size, batch_size")
     seeds = _derived_seeds(plan.seed, fold_index)
     torch.manual_seed(seeds["init"])
     model = build_classifier(ClassifierSpec(**plan.network_kwargs()))
@@ -748,8 +761,9 @@ def train_classification(data: str | os.PathLike[str], out_dir: str | os.PathLik
         CurveCallback(fold_dir / "training_curve.png", fold_dir / "training_log.json",
                       loss_label=_LOSS_LABELS.get(plan.loss, plan.loss)),
     ]
-    hazards = bf16_conv3d_hazards(model, (plan.in_channels, *plan.input_size)) if plan.dims == 3 else []
-    autocast_bf16 = not hazards
+    hazards = (bf16_conv3d_hazards(model, (plan.in_channels, *plan.input_size))
+               if plan.dims == 3 and precision is not None else [])
+    autocast_bf16 = precision is not None and not hazards
     if hazards:
         logger.warning("training in float32: %d 3D convolutions see a depth below their kernel (e.g. depth %d, "
                        "kernel %d), where PyTorch's CPU bf16 weight gradient is wrong", len(hazards), *hazards[0])
@@ -783,6 +797,7 @@ def train_classification(data: str | os.PathLike[str], out_dir: str | os.PathLik
         "seed": plan.seed, "seeds": seeds, "deterministic": bool(options.deterministic),
         "loss": plan.loss, "sampling": plan.sampling, "preprocessed_gb": round(data_gb, 4),
         "autocast_bf16": autocast_bf16, "bf16_conv3d_hazards": len(hazards),
+        "precision": precision_name(torch.bfloat16 if autocast_bf16 else None), "precision_option": options.precision,
         "train_class_counts": _counts(y_train, plan.class_names, multilabel),
     }
     if transfer is not None:
@@ -790,7 +805,8 @@ def train_classification(data: str | os.PathLike[str], out_dir: str | os.PathLik
                                 "kept_fresh": transfer["kept_fresh"]}
     calibration: dict[str, Any] = {"method": "temperature_scaling", "temperature": 1.0, "fitted": False}
     if x_val is not None and y_val is not None:
-        logits = network_logits(model, x_val, batch_size=max(batch_size, 16))
+        logits = network_logits(model, x_val, batch_size=max(batch_size, 16),
+                                autocast_bf16=precision is not None)
         if len(val_pos) >= 2:
             temperature = fit_temperature(logits, y_val, multilabel=multilabel)
             calibration.update(temperature=temperature, fitted=True, calibration_set=calibration_set,

@@ -51,18 +51,28 @@ class LearnedRegistration:
     folder: Path
     nets: list[torch.nn.Module]
     folds: list[str]
+    #: "auto" | "fp32" | "bf16": the precision of the network pass (:func:`medimg.train.precision.resolve_precision`)
+    precision: str = "auto"
 
     @classmethod
-    def load(cls, model: str | os.PathLike[str], *, folds: str | None = None) -> LearnedRegistration:
+    def load(cls, model: str | os.PathLike[str], *, folds: str | None = None,
+             precision: str = "auto") -> LearnedRegistration:
         """Load a model folder (or a zoo name) trained by ``medimg train register``.
+
+        ``precision`` ("auto": bf16 where the CPU computes it natively, else float32; "fp32"; "bf16") sets how
+        :meth:`register` runs the networks; the precision used is recorded in the result's ``params``.
 
         Raises:
             ImageReadError: no such model, no trained fold, unreadable weights.
             InvalidParameterError: the folder holds another kind of model.
         """
+        from medimg.plans.model_folder import check_network_memory
         from medimg.tasks.register.trainer import build_registration_network
+        from medimg.train.callbacks import load_weights
+        from medimg.train.precision import resolve_precision
         from medimg.zoo import resolve_model
 
+        resolve_precision(precision)  # an unknown value fails here, before any loading
         folder = resolve_model(model)
         plan_path = folder / "plan.json"
         if not plan_path.is_file():
@@ -75,6 +85,8 @@ class LearnedRegistration:
                                         fix="give a registration model folder, e.g. the zoo's "
                                             "hippocampus_registration")
         plan = RegisterPlan.load(plan_path)
+        check_network_memory(batch=1, spatial=plan.grid, channels=max(int(plan.features[0]), 2), path=plan_path,
+                             fields="grid")
         weights = sorted(folder.glob("fold_*/model.pt"))
         if folds is not None:
             wanted = {f"fold_{f.strip()}" if not f.strip().startswith("fold_") else f.strip()
@@ -87,16 +99,16 @@ class LearnedRegistration:
         nets = []
         for w in weights:
             net = build_registration_network(plan)
+            state = load_weights(w)
             try:
-                state = torch.load(w, map_location="cpu", weights_only=True)
-                net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
-            except (OSError, RuntimeError, KeyError, ValueError, EOFError) as exc:
+                net.load_state_dict(state)
+            except (RuntimeError, KeyError, ValueError) as exc:
                 raise ImageReadError("unreadable or mismatched weights", path=w,
                                      expected="weights written by `medimg train register` for this plan",
                                      found=f"{type(exc).__name__}: {str(exc)[:120]}",
                                      fix="train the fold again") from exc
             nets.append(net.eval())
-        return cls(plan=plan, folder=folder, nets=nets, folds=[w.parent.name for w in weights])
+        return cls(plan=plan, folder=folder, nets=nets, folds=[w.parent.name for w in weights], precision=precision)
 
     # ---- one pair ----------------------------------------------------------------------------------------------
     def register(self, fixed: Image, moving: Image, *, prealign: str | None = None, seed: int = 0) -> Any:
@@ -137,7 +149,10 @@ class LearnedRegistration:
         ref = canonical_grid(f_img, plan.spacing, plan.grid, divisor=plan.divisor, cover=True)
         f_arr = to_canonical(fixed, ref, percentiles=plan.percentiles)
         m_arr = to_canonical(moving, ref, transform=pre, percentiles=plan.percentiles)
-        u = network_displacement(self.nets, f_arr, m_arr, plan)
+        from medimg.train.precision import precision_name, resolve_precision
+
+        used = precision_name(resolve_precision(self.precision, "cpu"))
+        u = network_displacement(self.nets, f_arr, m_arr, plan, autocast_bf16=used == "bf16")
         field_tx = _field_transform(u[0].numpy(), ref)
         transform = sitk.CompositeTransform(plan.dims)
         transform.AddTransform(pre)
@@ -149,7 +164,7 @@ class LearnedRegistration:
         params = {"method": "learned", "model": str(self.folder), "folds": list(self.folds),
                   "prealign": prealign, "network_grid": [int(v) for v in ref.GetSize()[::-1]],
                   "network_spacing": list(plan.spacing), "integrate": plan.integrate,
-                  "similarity_trained": plan.similarity, "seed": int(seed)}
+                  "similarity_trained": plan.similarity, "seed": int(seed), "precision": used}
         warped = warp(moving, transform, fixed, labels=False)
         warped = warped.replace(history=moving.history + (Operation("register", params),))
         return RegistrationResult(method="learned", metric=metric, transform=transform, warped=warped,

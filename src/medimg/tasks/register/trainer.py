@@ -58,6 +58,7 @@ class RegisterTrainOptions:
     splits: str | None = None
     resume: bool = False
     threads: int | None = None
+    precision: str = "auto"  # auto | fp32 | bf16 (medimg.train.precision.resolve_precision)
 
 
 def build_registration_network(plan: RegisterPlan) -> torch.nn.Module:
@@ -191,23 +192,25 @@ def _dice(a: np.ndarray, b: np.ndarray, values: Sequence[int]) -> dict[str, floa
     return out
 
 
-def network_displacement(nets: Sequence[torch.nn.Module], fixed: np.ndarray, moving: np.ndarray, plan: RegisterPlan
-                         ) -> torch.Tensor:
-    """The displacement ``(1, D, *spatial)`` (voxels) of canonical arrays: every network's raw field (bf16, no
-    gradients), averaged, then integrated when the plan's networks predict velocities."""
+def network_displacement(nets: Sequence[torch.nn.Module], fixed: np.ndarray, moving: np.ndarray, plan: RegisterPlan,
+                         *, autocast_bf16: bool = True) -> torch.Tensor:
+    """The displacement ``(1, D, *spatial)`` (voxels) of canonical arrays: every network's raw field (under bf16
+    autocast when ``autocast_bf16``, no gradients), averaged, then integrated when the plan's networks predict
+    velocities."""
     from medimg.tasks.register.transform import integrate_velocity
 
     f = torch.from_numpy(np.ascontiguousarray(fixed, dtype=np.float32))[None, None]
     m = torch.from_numpy(np.ascontiguousarray(moving, dtype=np.float32))[None, None]
     with torch.no_grad():
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast_bf16):
             raws = [net.predict_field(f, m).float() for net in nets]
         raw = torch.stack(raws).mean(0)
         return integrate_velocity(raw, plan.steps) if plan.integrate else raw
 
 
 def validate_pairs(net: torch.nn.Module, images: np.ndarray, labels: np.ndarray | None, ids: Sequence[str],
-                   pairs: Sequence[tuple[int, int]], plan: RegisterPlan) -> dict[str, Any]:
+                   pairs: Sequence[tuple[int, int]], plan: RegisterPlan, *, autocast_bf16: bool = True
+                   ) -> dict[str, Any]:
     """Register validation pairs on the canonical grid: label Dice before/after, folding fraction, seconds."""
     from medimg.metrics.registration import jacobian_statistics
     from medimg.tasks.register.transform import to_metric_layout, warp
@@ -216,7 +219,7 @@ def validate_pairs(net: torch.nn.Module, images: np.ndarray, labels: np.ndarray 
     rows = []
     for i, j in pairs:
         t0 = time.perf_counter()
-        u = network_displacement([net], images[i], images[j], plan)
+        u = network_displacement([net], images[i], images[j], plan, autocast_bf16=autocast_bf16)
         seconds = time.perf_counter() - t0
         jac = jacobian_statistics(to_metric_layout(u[0], plan.spacing[::-1]).numpy(), spacing_mm=plan.spacing)
         row: dict[str, Any] = {"fixed": ids[i], "moving": ids[j], "seconds": seconds,
@@ -395,12 +398,15 @@ def train_registration(data: str | os.PathLike[str], out_dir: str | os.PathLike[
         >>> m["validation"]["mean_dice_after"]   # doctest: +SKIP
         0.80
     """
+    from medimg.plans.model_folder import check_network_memory
     from medimg.tasks.register.data import RegDataset
     from medimg.train import CheckpointCallback, CurveCallback, LogCallback, load_checkpoint, make_optimizer
     from medimg.train.loop import schedule, train_loop
-    from medimg.train.precision import bf16_conv3d_hazards
+    from medimg.train.outputs import check_fold_not_trained, check_model_folder_outside_inputs
+    from medimg.train.precision import bf16_conv3d_hazards, precision_name, resolve_precision
 
     options = options or RegisterTrainOptions()
+    precision = resolve_precision(options.precision, "cpu")
     if options.threads:
         torch.set_num_threads(int(options.threads))
     for name in ("minutes", "iterations"):
@@ -409,6 +415,9 @@ def train_registration(data: str | os.PathLike[str], out_dir: str | os.PathLike[
             raise InvalidParameterError(f"invalid {name}", parameter=f"--{name}", expected="a positive number",
                                         found=v, fix=f"e.g. --{name} {15 if name == 'minutes' else 1000}")
     out = Path(out_dir)
+    # nothing is written before these checks: the model folder is not the dataset, a trained fold is kept
+    check_model_folder_outside_inputs(out, [data, options.splits])
+    check_fold_not_trained(out, options.fold, resume=options.resume)
     ds = RegDataset.open(data)
     if len(ds) < 2:
         raise InvalidParameterError("too few images", path=ds.root, parameter="dataset", expected=">= 2 images",
@@ -420,6 +429,8 @@ def train_registration(data: str | os.PathLike[str], out_dir: str | os.PathLike[
                                     expected="at least 2 (pairs of different cases)", found=len(train_ids),
                                     fix="use fewer folds or --fold all")
     fold_index = len(train_ids) if options.fold == "all" else int(options.fold)
+    check_network_memory(batch=plan.batch_size, spatial=plan.grid, channels=max(int(plan.features[0]), 2),
+                         path=out / "plan.json", fields="grid, batch_size")
     torch.manual_seed(options.seed * 1000 + fold_index)
     net = build_registration_network(plan)
     # every check passed: from here on the model folder is written
@@ -448,7 +459,8 @@ def train_registration(data: str | os.PathLike[str], out_dir: str | os.PathLike[
     start_it = state.iteration if state else 0
     batch = int(min(plan.batch_size, max(1, len(train_ids))))
     batches = _pairs_iter(x_train, l_train, plan, batch, options.seed * 7919 + fold_index + start_it)
-    hazards = bf16_conv3d_hazards(model, (2, *plan.grid)) if plan.dims == 3 else []
+    hazards = bf16_conv3d_hazards(model, (2, *plan.grid)) if plan.dims == 3 and precision is not None else []
+    bf16 = precision is not None and not hazards
     minutes = options.minutes
     if minutes is None and options.iterations is None:
         minutes = DEFAULT_MINUTES
@@ -462,7 +474,7 @@ def train_registration(data: str | os.PathLike[str], out_dir: str | os.PathLike[
     t0 = time.perf_counter()
     state = train_loop(model, optimizer, batches, registration_loss(plan), max_iterations=options.iterations,
                        lr_at=schedule("cosine", plan.lr), minutes=minutes, state=state, callbacks=loop_callbacks,
-                       autocast_bf16=not hazards, grad_clip=5.0)
+                       autocast_bf16=bf16, grad_clip=5.0)
     train_s = time.perf_counter() - t0
     part = fold_dir / ".model.pt.part"
     torch.save(net.state_dict(), part)
@@ -471,7 +483,8 @@ def train_registration(data: str | os.PathLike[str], out_dir: str | os.PathLike[
         "fold": fold_name, "n_train": len(train_ids), "n_val": len(val_ids), "iterations": state.iteration,
         "batch_size": batch, "training_minutes": round(state.elapsed_s / 60, 3), "stop_reason": state.stop_reason,
         "wall_minutes_this_run": round(train_s / 60, 3), "preprocess_seconds": round(preprocess_s, 2),
-        "threads": torch.get_num_threads(), "seed": options.seed, "autocast_bf16": not hazards,
+        "threads": torch.get_num_threads(), "seed": options.seed, "autocast_bf16": bf16,
+        "precision": precision_name(torch.bfloat16 if bf16 else None), "precision_option": options.precision,
         "budget": " / ".join(b for b in (minutes and f"{minutes:g} min",
                                          options.iterations and f"{options.iterations} iterations") if b),
         "mode": plan.mode, "similarity": plan.similarity, "prealign": plan.prealign,
@@ -482,7 +495,8 @@ def train_registration(data: str | os.PathLike[str], out_dir: str | os.PathLike[
         metrics["prealign_template"] = template_case
     if x_val is not None and len(x_val) >= 2:
         pairs = _val_pairs(len(x_val), plan.val_pairs, options.seed)
-        metrics["validation"] = validate_pairs(net, x_val, l_val, val_ids, pairs, plan)
+        metrics["validation"] = validate_pairs(net, x_val, l_val, val_ids, pairs, plan,
+                                               autocast_bf16=precision is not None)
         v = metrics["validation"]
         if "mean_dice_after" in v:
             logger.info("%s validation (%d pairs): Dice %.4f -> %.4f, folding %.5f", fold_name, v["n_pairs"],

@@ -39,19 +39,34 @@ class Prediction:
     labels: Image  # original label values, on the input grid
     probabilities: Image | None = None  # (K, Z, Y, X) float32 on the input grid
     uncertainty: Image | None = None  # predictive entropy (nats) on the input grid
+    precision: str = "fp32"  # "bf16" when the network ran under bf16 autocast
 
 
 def load_model(path: str | os.PathLike[str], *, folds: list[str] | None = None) -> SegmentationModel:
-    """Load ``plan.json`` and the weights of every ``fold_*/model.pt`` (or the listed folds)."""
+    """Load ``plan.json``, ``postprocess.json`` (if any) and the weights of every ``fold_*/model.pt`` (or the listed
+    folds).
+
+    Raises:
+        ImageReadError: no plan, no trained fold, weights that are unreadable, not plain tensors (``model.pt`` is
+            read with ``weights_only=True``) or do not fit the plan, a broken ``postprocess.json``.
+        InvalidParameterError: not a segmentation plan, or a plan whose patch and batch sizes cannot fit in memory.
+    """
     from medimg.models import NetworkSpec, build_network
     from medimg.plans import Plan
+    from medimg.plans.model_folder import check_network_memory, model_task
+    from medimg.train.callbacks import load_weights
 
     root = Path(path)
-    if not (root / "plan.json").is_file():
-        raise ImageReadError("not a model folder", path=root, expected="a folder with plan.json and fold_*/model.pt",
-                             found="no plan.json", fix="give a folder written by `medimg train segment` or a model "
-                             "name from `medimg models`")
+    task = model_task(root)
+    if task != "segment":
+        raise InvalidParameterError("not a segmentation model", path=root / "plan.json", parameter="model",
+                                    expected="a model folder written by `medimg train segment`",
+                                    found=f"a {task} model", fix=f"run it with the {task} command")
     plan = Plan.load(root / "plan.json")
+    check_network_memory(batch=plan.batch_size, spatial=plan.patch_size,
+                         channels=max(int(plan.network.get("base_channels", 1) or 1), plan.n_classes),
+                         path=root / "plan.json", fields="patch_size, batch_size")
+    post = _load_postprocess(root / "postprocess.json", plan.n_classes)
     names = folds or sorted(p.parent.name for p in root.glob("fold_*/model.pt"))
     if not names:
         raise ImageReadError("model folder has no trained fold", path=root, expected="fold_*/model.pt",
@@ -62,12 +77,37 @@ def load_model(path: str | os.PathLike[str], *, folds: list[str] | None = None) 
         if not weights.is_file():
             raise ImageReadError("missing weights", path=weights, fix="train this fold or leave it out")
         net = build_network(NetworkSpec.from_dict(plan.network))
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-        net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+        state = load_weights(weights)
+        try:
+            net.load_state_dict(state)
+        except RuntimeError as exc:
+            raise ImageReadError("weights do not fit the plan", path=weights,
+                                 expected="weights written by `medimg train segment` with this plan.json",
+                                 found=" ".join(str(exc).split())[:160], fix="train the fold again") from exc
         net.eval()
         nets.append(net)
-    post = json.loads((root / "postprocess.json").read_text()) if (root / "postprocess.json").is_file() else {}
     return SegmentationModel(path=root, plan=plan, networks=nets, folds=names, postprocess=post, name=root.name)
+
+
+def _load_postprocess(path: Path, n_classes: int) -> dict[str, Any]:
+    """``postprocess.json`` ({"largest_component_classes": [class ids]}, written by `medimg train segment`), checked;
+    {} when absent."""
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ImageReadError("unreadable postprocess.json", path=path, expected="the JSON medimg wrote",
+                             found=f"{type(exc).__name__}: {' '.join(str(exc).split())[:120]}",
+                             fix="remove the file (prediction then skips postprocessing) or train again") from exc
+    classes = data.get("largest_component_classes") if isinstance(data, dict) else None
+    if not isinstance(classes, list) or not all(
+            isinstance(c, int) and not isinstance(c, bool) and 1 <= c < n_classes for c in classes):
+        raise ImageReadError("invalid postprocess.json", path=path,
+                             expected=f'{{"largest_component_classes": [class ids 1..{n_classes - 1}]}}',
+                             found=repr(classes if isinstance(data, dict) else data)[:80],
+                             fix="remove the file (prediction then skips postprocessing) or train again")
+    return data
 
 
 def _check_input(model: SegmentationModel, image: Image) -> None:
@@ -97,6 +137,7 @@ def predict_image(
     probabilities: bool = False,
     uncertainty: bool = False,
     largest_component: bool | None = None,
+    precision: str = "auto",
 ) -> Prediction:
     """Segment one image with every fold of ``model`` (averaged probabilities).
 
@@ -106,12 +147,17 @@ def predict_image(
         probabilities, uncertainty: also return class probabilities / predictive entropy on the input grid.
         largest_component: keep only the largest connected component per class; None follows the model
             folder's ``postprocess.json`` (decided by cross-validation), off if absent.
+        precision: "auto" (bf16 autocast where the CPU computes bf16 natively, else float32), "fp32" or "bf16"
+            (:func:`medimg.train.precision.resolve_precision`); recorded in the label image's metadata.
     """
     from medimg.infer.postprocess import entropy, keep_largest_component
     from medimg.infer.sliding import ensemble_probabilities, sliding_window_predict
     from medimg.plans.cache import preprocess_image
     from medimg.preprocess.spatial import resample_to
+    from medimg.train.precision import precision_name, resolve_precision
 
+    used = precision_name(resolve_precision(precision, "cpu"))
+    bf16 = used == "bf16"
     _check_input(model, image)
     plan = model.plan
     prepared, grid = preprocess_image(image, plan)  # (C, *spatial) float32 on the plan's grid, and that grid
@@ -120,7 +166,7 @@ def predict_image(
     for net in model.networks:
         outs.append(sliding_window_predict(net, torch.from_numpy(prepared), patch_size=tuple(plan.patch_size),
                                            n_classes=plan.n_classes, overlap=overlap, batch_size=plan.batch_size,
-                                           mirror_axes=mirror, autocast_bf16=True))
+                                           mirror_axes=mirror, autocast_bf16=bf16))
     probs = ensemble_probabilities(outs) if len(outs) > 1 else outs[0]
     p = probs.numpy().astype(np.float32)
     if plan.dims == 2:
@@ -137,10 +183,11 @@ def predict_image(
     values = np.asarray(plan.label_values)
     labels = values[ids].astype(np.uint8 if values.max() < 256 else np.uint16)
     label_img = image.derive(labels[None], operation="segment_predict", kind=Kind.LABEL, metadata={
-        "model": model.name, "folds": list(model.folds), "class_names": list(plan.class_names)},
+        "model": model.name, "folds": list(model.folds), "class_names": list(plan.class_names),
+        "precision": used},
         params={"model": model.name, "folds": model.folds, "tta": tta, "overlap": overlap,
-                "largest_component_classes": lcc})
-    result = Prediction(labels=label_img)
+                "largest_component_classes": lcc, "precision": used})
+    result = Prediction(labels=label_img, precision=used)
     if probabilities:
         result.probabilities = image.derive(on_input, operation="segment_probabilities", kind=Kind.PROBABILITY,
                                             metadata={})

@@ -26,7 +26,8 @@ from medimg.train.loop import Callback, TrainState
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TrainOptions", "train_segmentation", "make_splits", "case_groups", "validate_cases", "dice_per_class"]
+__all__ = ["TrainOptions", "train_segmentation", "make_splits", "case_groups", "validate_cases", "dice_per_class",
+           "decide_postprocess"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class TrainOptions:
     cache_dir: str | None = None
     foreground_only: bool = False  # 2D layouts: binarise instance maps (each nucleus id -> 1)
     group_by: str | None = None  # regex; its first group (or whole match) names the patient: one fold per patient
+    precision: str = "auto"  # auto | fp32 | bf16 (medimg.train.precision.resolve_precision)
 
 
 def case_groups(cases: Sequence[str], pattern: str | None) -> dict[str, str]:
@@ -112,11 +114,14 @@ def dice_per_class(pred: np.ndarray, truth: np.ndarray, n_classes: int) -> list[
 
 def validate_cases(model: torch.nn.Module, cases: Sequence[tuple[np.ndarray, np.ndarray]], plan: Any, *,
                    autocast_bf16: bool = True) -> dict[str, Any]:
-    """Sliding-window prediction of preprocessed cases and Dice per class on the plan's grid."""
+    """Sliding-window prediction of preprocessed cases and Dice per class on the plan's grid, also after keeping the
+    largest connected component of each class (``dice_per_class_largest_component``, for :func:`decide_postprocess`).
+    """
+    from medimg.infer.postprocess import keep_largest_component
     from medimg.infer.sliding import sliding_window_predict
 
     model.eval()
-    dices = []
+    dices, dices_lcc = [], []
 
     def fn(x: torch.Tensor) -> torch.Tensor:
         return model(x)
@@ -127,12 +132,56 @@ def validate_cases(model: torch.nn.Module, cases: Sequence[tuple[np.ndarray, np.
                                        batch_size=plan.batch_size, autocast_bf16=autocast_bf16)
         pred = probs.argmax(0).numpy()
         dices.append(dice_per_class(pred, lab, plan.n_classes))
+        dices_lcc.append(dice_per_class(keep_largest_component(pred, range(1, plan.n_classes)), lab, plan.n_classes))
     model.train()
     arr = np.array(dices)
     per_class = arr.mean(axis=0).tolist() if len(arr) else []
     return {"n_cases": len(dices), "dice_per_class": per_class,
             "mean_dice": float(np.mean(per_class)) if per_class else float("nan"),
+            "dice_per_class_largest_component": np.array(dices_lcc).mean(axis=0).tolist() if dices_lcc else [],
             "dice_per_case": arr.tolist()}
+
+
+#: How ``postprocess.json`` is decided (the rule of benchmarks/segmentation.py --write-postprocess).
+POSTPROCESS_RULE = ("keep the largest connected component of a class when that raises its mean Dice on the "
+                    "validation cases of the trained folds")
+
+
+def decide_postprocess(out_dir: str | os.PathLike[str], fold_name: str, validation: dict[str, Any]
+                       ) -> dict[str, Any]:
+    """Write ``out_dir/postprocess.json`` from the validation Dice of this fold (with and without keeping the largest
+    component) and of the folds decided before; returns what was written.
+
+    Each fold's figures are kept under ``per_fold``; the decision pools the folds (mean weighted by their number of
+    validation cases): class ``c`` gets largest-component postprocessing when that raises its pooled mean Dice.
+    :func:`medimg.tasks.segment.predict.predict_image` follows the file (``largest_component=None``).
+    """
+    path = Path(out_dir) / "postprocess.json"
+    per_fold: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(old, dict) and isinstance(old.get("per_fold"), dict):
+                per_fold = {k: v for k, v in old["per_fold"].items() if isinstance(v, dict)}
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            per_fold = {}
+    per_fold[fold_name] = {"n_cases": int(validation["n_cases"]), "dice": validation["dice_per_class"],
+                           "dice_largest_component": validation["dice_per_class_largest_component"]}
+    n_classes = len(validation["dice_per_class"]) + 1
+    keep = []
+    folds = [f for f in per_fold.values() if len(f.get("dice", [])) == n_classes - 1
+             and len(f.get("dice_largest_component", [])) == n_classes - 1 and f.get("n_cases", 0) > 0]
+    total = sum(f["n_cases"] for f in folds)
+    for c in range(1, n_classes):
+        plain = sum(f["n_cases"] * f["dice"][c - 1] for f in folds) / total
+        lcc = sum(f["n_cases"] * f["dice_largest_component"][c - 1] for f in folds) / total
+        if lcc > plain:
+            keep.append(c)
+    payload = {"largest_component_classes": keep,
+               "decided_on": f"validation cases of {', '.join(sorted(per_fold))} ({total} cases)",
+               "rule": POSTPROCESS_RULE, "per_fold": per_fold}
+    write_json_atomic(path, payload)
+    return payload
 
 
 class ValidationCallback(Callback):
@@ -173,6 +222,7 @@ def train_segmentation(dataset_root: str | os.PathLike[str], out_dir: str | os.P
         plan_segmentation,
         verify_dataset,
     )
+    from medimg.plans.model_folder import check_network_memory, model_task
     from medimg.tasks.segment.losses import DeepSupervisionLoss, DiceCELoss
     from medimg.tasks.segment.sampling import PatchSampler
     from medimg.train import (
@@ -184,23 +234,34 @@ def train_segmentation(dataset_root: str | os.PathLike[str], out_dir: str | os.P
         train_loop,
     )
     from medimg.train.loop import schedule
+    from medimg.train.outputs import check_fold_not_trained, check_model_folder_outside_inputs
+    from medimg.train.precision import precision_name, resolve_precision
 
     if options.threads:
         torch.set_num_threads(options.threads)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    # nothing is written before these checks: the model folder is not the dataset, a trained fold is kept
+    check_model_folder_outside_inputs(out, [dataset_root])
+    check_fold_not_trained(out, options.fold, resume=options.resume)
+    precision = resolve_precision(options.precision, "cpu")
     ds = SegDataset.open(dataset_root, foreground_only=options.foreground_only)
     report = verify_dataset(ds)
     report.raise_if_bad()
     plan_path = out / "plan.json"
+    fingerprint = None
     if plan_path.exists():
+        if model_task(out) != "segment":
+            raise InvalidParameterError("the model folder holds another kind of model", path=plan_path,
+                                        parameter="-o", expected="a new folder, or one written by `medimg train "
+                                        "segment`", found=f"a {model_task(out)} plan",
+                                        fix="choose a new model folder")
         plan = Plan.load(plan_path)
         if options.overrides:
             plan = plan.replace(**dict(options.overrides))
     else:
-        fp = compute_fingerprint(ds, seed=options.seed)
-        (out / "fingerprint.json").write_text(json.dumps(fp.to_dict(), indent=2))
-        plan = plan_segmentation(fp, minutes=options.minutes or 30.0, overrides=dict(options.overrides) or None)
+        fingerprint = compute_fingerprint(ds, seed=options.seed)
+        plan = plan_segmentation(fingerprint, minutes=options.minutes or 30.0,
+                                 overrides=dict(options.overrides) or None)
     if options.iterations is not None or options.minutes is not None or options.seed != plan.seed:
         changes: dict[str, Any] = {"seed": options.seed}
         if options.iterations is not None:
@@ -208,6 +269,12 @@ def train_segmentation(dataset_root: str | os.PathLike[str], out_dir: str | os.P
         if options.minutes is not None:
             changes["minutes"] = float(options.minutes)
         plan = plan.replace(**changes)
+    check_network_memory(batch=plan.batch_size, spatial=plan.patch_size,
+                         channels=max(int(plan.network.get("base_channels", 1) or 1), plan.n_classes),
+                         path=plan_path, fields="patch_size, batch_size")
+    out.mkdir(parents=True, exist_ok=True)
+    if fingerprint is not None:
+        write_json_atomic(out / "fingerprint.json", fingerprint.to_dict())
     plan.save(plan_path)
 
     splits_path = out / "splits.json"
@@ -257,32 +324,37 @@ def train_segmentation(dataset_root: str | os.PathLike[str], out_dir: str | os.P
     if options.validate_every_minutes and val_cases:
         periodic = val_cases[: options.max_val_cases] if options.max_val_cases else val_cases
         loop_callbacks.insert(1, ValidationCallback(options.validate_every_minutes * 60,
-                                               lambda: validate_cases(model, periodic, plan)))
+                                               lambda: validate_cases(model, periodic, plan,
+                                                                      autocast_bf16=precision is not None)))
     t0 = time.perf_counter()
     from medimg.train.precision import bf16_conv3d_hazards
 
-    hazards = bf16_conv3d_hazards(model, (plan.network_in_channels, *plan.patch_size)) if plan.dims == 3 else []
+    hazards = (bf16_conv3d_hazards(model, (plan.network_in_channels, *plan.patch_size))
+               if plan.dims == 3 and precision is not None else [])
+    bf16 = precision is not None and not hazards
     if hazards:
         logger.warning("training in float32: bf16 Conv3d weight gradients are wrong on this CPU for feature maps "
                        "of depth 1 < Z < kernel depth (found %s)", sorted(set(hazards)))
     state = train_loop(model, optimizer, iter(sampler), loss, max_iterations=plan.iterations, lr_at=lr_at,
                        minutes=plan.minutes, state=state, callbacks=loop_callbacks, transform=augmenter,
-                       autocast_bf16=not hazards)
+                       autocast_bf16=bf16)
     train_s = time.perf_counter() - t0
     torch.save({k: v.to(torch.float16) if v.is_floating_point() else v for k, v in model.state_dict().items()},
                fold_dir / ".model.pt.part")
     os.replace(fold_dir / ".model.pt.part", fold_dir / "model.pt")
     metrics: dict[str, Any] = {
         "fold": fold_name, "n_train": len(train_ids), "n_val": len(val_ids), "iterations": state.iteration,
-        "autocast_bf16": not hazards,
+        "autocast_bf16": bf16, "precision": precision_name(torch.bfloat16 if bf16 else None),
+        "precision_option": options.precision,
         "training_minutes": round(state.elapsed_s / 60, 2), "stop_reason": state.stop_reason,
         "wall_minutes_this_run": round(train_s / 60, 2), "curve": state.validation,
         "threads": torch.get_num_threads(),
     }
     if val_cases:
-        final = validate_cases(model, val_cases, plan)
+        final = validate_cases(model, val_cases, plan, autocast_bf16=precision is not None)  # forward only
         metrics["validation"] = {k: v for k, v in final.items() if k != "dice_per_case"}
         metrics["validation"]["cases"] = dict(zip(val_ids, final["dice_per_case"]))
+        metrics["postprocess"] = decide_postprocess(out, fold_name, final)["largest_component_classes"]
     write_json_atomic(fold_dir / "metrics.json", metrics)
     return metrics
 

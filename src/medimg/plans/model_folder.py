@@ -1,0 +1,126 @@
+"""Reading a model folder before loading it: which task its plan is for, and whether its sizes fit in memory.
+
+A model folder (``medimg train segment|classify|register``, or a shipped zoo model) says what it is in its
+``plan.json``: the ``task`` field. :func:`model_task` maps it to the command family that runs it, so that
+``medimg predict`` opens a folder by what it is instead of guessing. :func:`check_network_memory` refuses a plan
+whose patch/batch sizes could not fit in this machine's memory before anything is allocated.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+from medimg.core.errors import ImageReadError, InvalidParameterError
+
+__all__ = ["MODEL_TASKS", "model_task", "read_plan_dict", "memory_budget_bytes", "check_network_memory"]
+
+#: The plan ``task`` values each model kind writes -> the kind. Classification plans record the kind of
+#: classification (binary, multiclass, multilabel); segmentation and registration plans their own name.
+MODEL_TASKS = {"segment": "segment", "binary": "classify", "multiclass": "classify", "multilabel": "classify",
+               "register": "register"}
+
+
+def read_plan_dict(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """The parsed ``plan.json`` of a model folder (a JSON object).
+
+    Raises:
+        ImageReadError: no plan.json, unreadable, not JSON or not a JSON object.
+    """
+    root = Path(folder)
+    plan = root / "plan.json"
+    if not plan.is_file():
+        raise ImageReadError("not a model folder", path=root, expected="a folder with plan.json and fold_*/model.pt",
+                             found="no plan.json", fix="give a folder written by `medimg train ...` or a model name "
+                             "from `medimg models`")
+    try:
+        data = json.loads(plan.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ImageReadError("unreadable plan.json", path=plan, expected="the JSON plan medimg wrote",
+                             found=f"{type(exc).__name__}: {' '.join(str(exc).split())[:120]}",
+                             fix="restore the file or train the model again") from exc
+    if not isinstance(data, dict):
+        raise ImageReadError("unreadable plan.json", path=plan, expected="a JSON object",
+                             found=type(data).__name__, fix="restore the file or train the model again")
+    return data
+
+
+def model_task(folder: str | os.PathLike[str]) -> str:
+    """"segment", "classify" or "register": what the model folder's plan is for (its ``task`` field).
+
+    Plans without a ``task`` field (none shipped so far) are recognised by their size field: ``patch_size``
+    (segmentation), ``input_size`` (classification), ``grid`` and ``features`` (registration).
+
+    Raises:
+        ImageReadError: no or unreadable plan.json. InvalidParameterError: a task this medimg does not know.
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> _ = (folder / "plan.json").write_text('{"schema_version": 1, "task": "register"}')
+        >>> model_task(folder)
+        'register'
+    """
+    data = read_plan_dict(folder)
+    task = data.get("task")
+    if task is None:
+        if "patch_size" in data:
+            return "segment"
+        if "input_size" in data:
+            return "classify"
+        if "grid" in data and "features" in data:
+            return "register"
+    if isinstance(task, str) and task in MODEL_TASKS:
+        return MODEL_TASKS[task]
+    raise InvalidParameterError("unknown model task", parameter="plan.json task", expected=" | ".join(MODEL_TASKS),
+                                found=repr(task), fix="give a model folder written by `medimg train` (a newer "
+                                "medimg may know this task: upgrade medimg)")
+
+
+def memory_budget_bytes() -> int:
+    """The memory a plan may need at most: this machine's physical memory (``MEDIMG_MEMORY_GB`` overrides)."""
+    env = os.environ.get("MEDIMG_MEMORY_GB")
+    if env:
+        try:
+            return int(float(env) * 1024 ** 3)
+        except ValueError:
+            pass
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 64 * 1024 ** 3
+
+
+def check_network_memory(*, batch: int, spatial: Sequence[int], channels: int, path: str | os.PathLike[str],
+                         fields: str) -> int:
+    """Refuse sizes whose smallest possible working set exceeds :func:`memory_budget_bytes`.
+
+    The lower bound is one float32 feature map of ``channels`` channels at full resolution for the whole batch
+    (the network's first layer writes it on every pass): ``4 * batch * prod(spatial) * channels`` bytes. A real run
+    needs several times more, so anything refused here could never have run; returns the bound in bytes.
+
+    Raises:
+        InvalidParameterError: a non-positive size, or a bound above the budget (one line naming the fields).
+    """
+    try:
+        sizes = [int(v) for v in (batch, channels, *spatial)]
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InvalidParameterError("plan sizes are not whole numbers", path=Path(path), parameter=fields,
+                                    found=f"batch {batch!r}, size {list(spatial)!r}", fix="train the model again"
+                                    ) from exc
+    if any(v < 1 for v in sizes):
+        raise InvalidParameterError("plan sizes must be positive", path=Path(path), parameter=fields,
+                                    found=f"batch {batch}, size {list(spatial)}, channels {channels}",
+                                    fix="train the model again")
+    need = 4 * math.prod(sizes)
+    budget = memory_budget_bytes()
+    if need > budget:
+        raise InvalidParameterError(
+            "plan needs more memory than this machine has", path=Path(path), parameter=fields,
+            expected=f"at most {budget / 1024 ** 3:.0f} GB", found=f"at least {need / 1024 ** 3:.0f} GB (batch "
+            f"{batch} x {'x'.join(map(str, spatial))} x {channels} channels)",
+            fix="use smaller patch/batch sizes (e.g. --set batch_size=2), or a model trained with them")
+    return need
