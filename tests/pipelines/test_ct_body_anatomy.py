@@ -66,6 +66,8 @@ def test_shipped_sample_gas_is_inside_the_body_and_in_the_gut(sample):
     assert not np.isin(seg, TS_LUNG).any()
     assert np.isin(seg[gas], TS_GUT).mean() > 0.9  # measured 0.94; the rest is partial volume at the gut's wall
     assert result.summary["gas_volume_ml"] > 20  # stomach and colon gas (TotalSegmentator: in 141 + 20 mL of gut)
+    # both arms belong to the body (the left one does not touch the torso; the old mask left it out)
+    assert ((seg > 0) & (tissues == 0)).sum() / (seg > 0).sum() < 0.001
 
 
 def test_summary_and_table_give_one_body_volume(sample):

@@ -137,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
                                 notes=[])
         files["report"] = "analysis/report.html"
         files["measurements"] = "analysis/measurements.json"
-        progress.step("analysed: body, lungs, gas and bone segmented and measured")
+        progress.step("analysed: body, gas, bone and lung (if any) segmented and measured")
 
         hippo_src = hippocampus_sample_path()
         hippo = read(hippo_src)

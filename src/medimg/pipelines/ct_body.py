@@ -3,7 +3,8 @@
 Method (all thresholds in HU, distances in mm so that the result does not depend on the voxel size; the
 anatomical rules are explained in full in ``medimg.pipelines.ct_anatomy``):
 
-1. body = largest 3D component of HU > -500, closed (3 mm) and with holes filled slice by slice; enclosed air
+1. body = largest 3D component of HU > -500 plus every other component at least 10 mm thick (an arm that does not
+   touch the torso; not the table or sheets), closed (3 mm) and with holes filled slice by slice; enclosed air
    that comes within 5 mm of the air outside the body (the gap between an arm and the torso, air under a sheet
    or a table pad) is outside air and is removed from the body;
 2. air inside the body = HU < -400 within the body, opened (1 mm), cut at the body's midline; a part is *lung*
@@ -45,10 +46,30 @@ __all__ = ["ct_body", "LABELS"]
 LABELS = {1: "soft tissue", 2: "lung", 3: "gas", 4: "bone"}
 BODY_HU, AIR_HU, BONE_HU = -500.0, -400.0, 250.0
 BONE_MIN_ML = 0.2
+BODY_PART_MIN_RADIUS_MM = 10.0
 
 
 def _mask(image: Image, arr: np.ndarray, name: str) -> Image:
     return image.derive(arr.astype(np.uint8)[None], operation=name, kind=Kind.LABEL, metadata={})
+
+
+def _body_parts(ct: Image, above: Image) -> Image:
+    """The largest 3D component of ``above`` plus every other one at least ``BODY_PART_MIN_RADIUS_MM`` thick.
+
+    An arm that does not touch the torso is part of the body as much as one that does; the table, sheets and
+    cables are thinner than 10 mm and are left out (thickness = largest inscribed radius, from the distance
+    transform).
+    """
+    ball_ml = 4.0 / 3.0 * np.pi * BODY_PART_MIN_RADIUS_MM ** 3 / 1000.0  # nothing smaller can be that thick
+    parts = connected_components(above, min_size_vox=int(ball_ml * 1000.0 / ct.voxel_volume_mm3)).voxels[0]
+    # numbered by size: 1 is the largest
+    n = int(parts.max())
+    if n <= 1:
+        return largest_component(above)
+    depth = ndimage.distance_transform_edt(parts > 0, sampling=ct.geometry.spacing_zyx)
+    radius = np.asarray(ndimage.maximum(depth, parts, np.arange(1, n + 1)))
+    keep = np.flatnonzero(radius >= BODY_PART_MIN_RADIUS_MM) + 1
+    return _mask(ct, np.isin(parts, np.union1d(keep, [1])), "body_parts")
 
 
 def _figures(ct: Image, tissues: np.ndarray) -> dict[str, np.ndarray]:
@@ -78,7 +99,7 @@ def ct_body(ct: Image) -> AnalysisResult:
                                     found=f"{ct.n_channels} channels", fix="give a grey-scale CT volume in HU")
     hu = ct.voxels[0]
     spacing = ct.geometry.spacing_zyx
-    filled = largest_component(threshold(ct, lower=BODY_HU))
+    filled = _body_parts(ct, threshold(ct, lower=BODY_HU))
     filled = fill_holes(binary_closing(filled, radius_mm=3.0), per_slice=True).voxels[0] > 0
     enclosed_air = binary_opening(_mask(ct, filled & (hu < AIR_HU), "air_in_body"), radius_mm=1.0).voxels[0] > 0
     regions = ct_anatomy.split_air(filled, enclosed_air, spacing)
