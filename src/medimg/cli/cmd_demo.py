@@ -137,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
                                 notes=[])
         files["report"] = "analysis/report.html"
         files["measurements"] = "analysis/measurements.json"
-        progress.step("analysed: body, lungs, gas and bone segmented and measured")
+        progress.step("analysed: body, gas, bone and lung (if any) segmented and measured")
 
         hippo_src = hippocampus_sample_path()
         hippo = read(hippo_src)
@@ -157,7 +157,8 @@ def run(args: argparse.Namespace) -> int:
             "image": s,
             "hu_fractions": {
                 "air (< -900 HU)": round(float((hu < -900).mean()), 4),
-                "lung (-900..-500 HU)": round(float(((hu >= -900) & (hu < -500)).mean()), 4),
+                "-900..-500 HU (lung-like density, not a lung mask)": round(
+                    float(((hu >= -900) & (hu < -500)).mean()), 4),
                 "soft tissue (-100..100 HU)": round(float(((hu >= -100) & (hu <= 100)).mean()), 4),
                 "bone (> 300 HU)": round(float((hu > 300).mean()), 4),
             },
@@ -174,13 +175,35 @@ def run(args: argparse.Namespace) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     say(f"wrote {out}/: " + ", ".join(sorted(files.values())) + f", {SUMMARY_NAME}")
-    say("volumes:      " + ", ".join(f"{k} {v}" for k, v in analysis.summary.items() if k.endswith("_ml")))
+    for line in ct_volume_lines(analysis.summary):
+        say(line)
     say(f"report:       {out / Path(report).relative_to(tmp)}  (open it in a browser)")
     hs = hippo_result.summary
     say(f"hippocampus:  anterior {hs['anterior_volume_ml']:.3f} mL, posterior {hs['posterior_volume_ml']:.3f} mL "
         f"(shipped model, sample case {hippo_src.name})")
     say(f"report:       {out / Path(hippo_report).relative_to(tmp)}")
     return 0
+
+
+def ct_volume_lines(summary: dict) -> list[str]:
+    """What the demo prints about the CT analysis: body, its parts and the lung, or that there is no lung.
+
+    Example:
+        >>> ct_volume_lines({"body_volume_ml": 3104.0, "soft_tissue_volume_ml": 2980.2, "lung_volume_ml": 0.0,
+        ...                  "gas_volume_ml": 30.2, "bone_volume_ml": 93.6, "lung_parts": 0})[1]
+        'lung:         none found (no air region inside the body passes the lung rule; see the report notes)'
+    """
+    parts = ", ".join(f"{name} {summary[key]:.1f} mL" for name, key in (
+        ("soft tissue", "soft_tissue_volume_ml"), ("gas inside the body", "gas_volume_ml"),
+        ("bone", "bone_volume_ml"), ("lung", "lung_volume_ml")) if summary.get(key))
+    lines = [f"volumes:      body {summary['body_volume_ml']:.1f} mL" + (f" = {parts}" if parts else "")]
+    if summary.get("lung_volume_ml"):
+        n = summary.get("lung_parts", 0)
+        lines.append(f"lung:         {summary['lung_volume_ml']:.1f} mL in {n} part{'s' if n != 1 else ''}")
+    else:
+        lines.append("lung:         none found (no air region inside the body passes the lung rule; see the report "
+                     "notes)")
+    return lines
 
 
 def summary_input(args: argparse.Namespace, src: Path) -> str:
