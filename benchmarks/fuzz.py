@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import subprocess
@@ -69,7 +70,8 @@ def run_target(target: str, *, engine: str, runs: int, seconds: float, timeout: 
         except subprocess.TimeoutExpired:
             code, tail = "hang", ""
         doc = json.loads(stats.read_text()) if stats.exists() else {"executions": 0, "findings": []}
-        executions += doc["executions"]
+        done = re.search(r"stat::number_of_executed_units:\s*(\d+)", tail)  # libFuzzer's own final count
+        executions += max(doc["executions"], int(done.group(1)) if done else 0)
         for f in doc["findings"]:
             old = found.get(f["signature"])
             if old is None or f["size"] < old["size"]:

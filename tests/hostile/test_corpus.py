@@ -25,15 +25,16 @@ from medimg.testing import one_line_error
 from medimg.testing.hostile import CASES, build
 
 MEMORY_LIMIT_MB = 2048
-TIME_LIMIT_S = 40
+TIME_LIMIT_S = 120
 
 #: cases that fail on this branch, with the branch that fixes them (the lead removes these marks after merging);
-#: False: not run here either, because on this branch they hang, run a model for many seconds or hit the limit
+#: False: not run here either, because on this branch they hang or run until the time limit (run them anyway
+#: with MEDIMG_HOSTILE_RUN_ALL=1)
 FAILING_HERE: dict[str, bool] = {
     # predict / train (i12-predict)
     "predict_pickle_model_pt": True, "train_resume_pickle_checkpoint": True, "predict_garbage_model_pt": True,
     "predict_plan_256gb": False, "predict_bad_probabilities_path": True, "train_dataset_as_output": True,
-    "predict_broken_postprocess_json": True,
+    "predict_broken_postprocess_json": True, "analyze_input_inside_output": True, "analyze_keeps_user_partial": True,
     # register / evaluate / measure / warp (i12-register)
     "evaluate_two_empty_masks": True, "evaluate_negative_labels": True, "evaluate_csv_injection": True,
     "register_csv_injection": True, "measure_json_then_bad_csv": True, "warp_huge_bspline_tfm": True,
@@ -133,7 +134,8 @@ def _params():
     for cid, case in CASES.items():
         marks = []
         if cid in FAILING_HERE:
-            marks.append(pytest.mark.xfail(strict=False, run=FAILING_HERE[cid],
+            run = FAILING_HERE[cid] or os.environ.get("MEDIMG_HOSTILE_RUN_ALL") == "1"
+            marks.append(pytest.mark.xfail(strict=False, run=run,
                                            reason=f"fixed on branch i12-{case.area}"))
         out.append(pytest.param(cid, marks=marks, id=cid))
     return out

@@ -251,6 +251,18 @@ def _labels(path: Path, arr: np.ndarray, spacing=(1.0, 1.0, 1.0)) -> Path:
     return path
 
 
+def _nuclei_png(path: Path) -> Path:
+    """A 64x64 8-bit image with three bright discs (the nuclei pipeline runs on it in about a second)."""
+    from PIL import Image as PILImage
+
+    yy, xx = np.mgrid[:64, :64]
+    a = np.zeros((64, 64), np.uint8)
+    for cy, cx in ((16, 16), (40, 44), (20, 48)):
+        a[(yy - cy) ** 2 + (xx - cx) ** 2 < 36] = 200
+    PILImage.fromarray(a).save(path)
+    return path
+
+
 def _model_folder(dest: Path, *, weights: bytes | None = None) -> Path:
     """A copy of the shipped hippocampus model folder (plan, fingerprint, splits, post-processing, fold_0)."""
     src = Path(__file__).resolve().parents[1] / "zoo" / "hippocampus"
@@ -412,24 +424,26 @@ def _(root: Path) -> Built:
                  ("dataset", "-o", "--out"))
 
 
-@_case("analyze_input_inside_output", "predict", "refuse", "analyze OUT/in.nii.gz -o OUT (OUT exists)")
+@_case("analyze_input_inside_output", "predict", "refuse",
+       "analyze OUT/in.png -o OUT, OUT an earlier analyze output (replacing OUT would delete the input)")
 def _(root: Path) -> Built:
     (root / "out").mkdir()
-    img = _sample_nifti(root / "out" / "in.nii.gz")
-    return Built([["analyze", str(img), "-o", str(root / "out"), "--pipeline", "none"]], ("out", "input"))
+    (root / "out" / "measurements.json").write_text('{"format": "medimg_analyze", "measurements": []}')
+    img = _nuclei_png(root / "out" / "in.png")
+    return Built([["analyze", str(img), "-o", str(root / "out"), "--pipeline", "nuclei"]], ("out", "input", "in.png"))
 
 
 @_case("analyze_keeps_user_partial", "predict", "ok_or_refuse",
        "a user's own .OUT.partial folder beside OUT is never deleted")
 def _(root: Path) -> Built:
-    img = _sample_nifti(root / "in.nii.gz")
+    img = _nuclei_png(root / "in.png")
     (root / ".out.partial").mkdir()
     (root / ".out.partial" / "notes.txt").write_text("mine")
 
     def check() -> None:
         assert (root / ".out.partial" / "notes.txt").read_text() == "mine"
 
-    return Built([["analyze", str(img), "-o", str(root / "out"), "--pipeline", "none"]], ("out",), check=check)
+    return Built([["analyze", str(img), "-o", str(root / "out"), "--pipeline", "nuclei"]], ("out",), check=check)
 
 
 # -- register / evaluate / measure / warp ---------------------------------------------------------------------
