@@ -1,0 +1,19 @@
+"""Fuzz target: gzipped NIfTI files (.nii.gz) through `medimg.io.read`.
+
+`TestOneInput(data)` writes the bytes to a temporary file and reads it; a MedimgError is the expected refusal,
+anything else escapes and is a finding. Run it with atheris (`python tests/fuzz/fuzz_nii_gz.py [libFuzzer flags]
+[CORPUS]`), or through `python -m medimg.testing.fuzz nii_gz` / `benchmarks/fuzz.py`.
+"""
+
+import sys
+
+from medimg.testing.fuzz import make_target
+
+TestOneInput = make_target("nii_gz")
+
+if __name__ == "__main__":
+    import atheris
+
+    atheris.instrument_all()
+    atheris.Setup(sys.argv, TestOneInput)
+    atheris.Fuzz()
