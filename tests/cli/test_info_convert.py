@@ -130,6 +130,13 @@ def test_info_prints_series_description_only_when_asked(capsys):
     assert "description:  T1post" in capsys.readouterr().out
 
 
+def test_series_choice_error_holds_no_description(tmp_path, capsys):
+    study = require_data("brain_mri_dicom", "Study1")
+    assert main(["convert", str(study), str(tmp_path / "x.nii.gz")]) == 2
+    line = one_line_error(capsys.readouterr().err, "--series", "512x512x22")
+    assert "T1post" not in line and "FLAIR" not in line
+
+
 def test_info_notes_an_assumed_slice_thickness(tmp_path, capsys):
     src = _marked_series(tmp_path, n=1) / "0.dcm"
     ds = pydicom.dcmread(src)

@@ -1,7 +1,9 @@
 """De-identification of DICOM files: PS3.15 Annex E, Basic Application Level Confidentiality Profile.
 
 This module owns :func:`deidentify` (a file or a folder in, a new file or folder out), the :class:`DeidReport`
-it returns, and :func:`mask`, the one way to mention an identifying value in a log. The action table itself
+it returns, :func:`mask`, the one way to mention an identifying value in a log, and :func:`deidentify_image`
+(with :func:`deidentify_metadata` and :func:`deidentify_template`), which the .npz and DICOM writers and
+``medimg convert`` use so that outputs keep no identifying values unless asked to. The action table itself
 lives in :mod:`medimg.io.deid_profile`.
 
 What is done to every data set (nested sequence items included):
@@ -28,7 +30,9 @@ What is done to every data set (nested sequence items included):
 * pixel data is left byte-for-byte as it was: burned-in text is *not* removed (no Clean Pixel Data Option).
 
 Folder input: every file below it is examined; files that are not DICOM, or that pydicom cannot read, or image
-files cut before their pixel data, are skipped, counted in ``n_skipped`` and never copied. The output folder
+files cut before their pixel data, or whose sequences nest deeper than 64 levels, are skipped, counted in
+``n_skipped`` and never copied (one summary warning). Symbolic links that resolve outside the input folder are
+never followed (they are skipped and counted), and linked folders are not entered. The output folder
 has the same tree shape with anonymised names (``dir001/IM00001.dcm``), because original names often carry UIDs,
 dates or names. The whole output is written to a temporary folder and renamed into place only when every file
 succeeded, so a failure leaves nothing behind.
@@ -62,7 +66,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from medimg.core.image import Image
 
 __all__ = ["KEEP_IDENTIFIERS", "METHOD_CODES", "DeidReport", "deidentify", "deidentify_image", "deidentify_metadata",
-           "deidentify_template", "mask"]
+           "deidentify_template", "keeps_identifiers", "mask"]
 
 logger = logging.getLogger(__name__)
 

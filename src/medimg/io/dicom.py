@@ -9,7 +9,16 @@ This module owns everything medimg does with DICOM *images*:
   :class:`~medimg.core.image.Image` in LPS: slices sorted by their position along the slice normal, oblique
   orientation kept exactly, Rescale Slope/Intercept applied (CT in HU), compressed transfer syntaxes decoded by
   the pydicom pixel handlers. It refuses what other readers get silently wrong: a missing pixel spacing, missing
-  or unevenly spaced slices, mixed orientations or sizes, duplicate positions, sheared (gantry-tilt) stacks.
+  or unevenly spaced slices, mixed orientations or sizes, duplicate positions, sheared (gantry-tilt) stacks, a
+  Rescale Slope of 0 or NaN, a decoder that returns zeros for a damaged stream. Non-image objects (SEG, SR, RT,
+  PR, ...) are named, not read.
+
+Hostile files end in one :class:`~medimg.core.errors.DicomError`: every element is converted inside the reader's
+error handling (unknown VRs, bad value lengths, unknown transfer syntaxes, sequences nested deeper than 64 levels),
+decoder logging and warnings are captured (no tracebacks on stderr), a decoder's Rust panic is caught, and the
+size a header declares is checked against ``MEDIMG_MAX_BYTES`` and the bytes present before anything is decoded.
+Paths never leave the input: DICOMDIR references outside its folder are refused, symbolic links out of a scanned
+folder are not followed.
 * :func:`write_dicom_series` writes a single-channel image that came from DICOM back as one file per slice.
 
 DICOM patient coordinates are LPS, the library's space, so no axis flips happen here. Nothing in this module
@@ -620,7 +629,10 @@ def _selection_list(series: Sequence[SeriesInfo]) -> list[dict[str, Any]]:
 
 
 def _describe(series: Sequence[SeriesInfo]) -> str:
-    return "; ".join(f"[{i}] '{s.description or '?'}' {s.modality or '?'} {s.columns}x{s.rows}x{s.n_frames}"
+    """The series for an error message: index, modality, size and SeriesNumber; no SeriesDescription (free text
+    that may identify the patient: ``medimg info --show-identifiers`` prints it)."""
+    return "; ".join(f"[{i}] {s.modality or '?'} {s.columns}x{s.rows}x{s.n_frames}"
+                     + (f" series {s.series_number}" if s.series_number is not None else "")
                      for i, s in enumerate(series))
 
 
