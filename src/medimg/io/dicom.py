@@ -313,9 +313,23 @@ def _check_transfer_syntax(ds: Dataset, path: Path) -> None:
             "the file to Explicit VR Little Endian with the software that wrote it (or `gdcmconv --raw`)")
 
 
-def _force_parse(ds: Dataset, path: Path) -> None:
-    """Convert every element now, nested ones included (pydicom converts lazily), so that a bad VR or value
-    length fails inside the reader's error handling instead of later; deferred pixel data is left unread."""
+#: The attributes this reader uses (geometry, values, grouping, metadata): converted when a header is probed.
+_READER_KEYWORDS = (
+    "SOPClassUID", "Modality", "SeriesInstanceUID", "StudyInstanceUID", "FrameOfReferenceUID", "SeriesDescription",
+    "SeriesNumber", "Rows", "Columns", "NumberOfFrames", "SamplesPerPixel", "BitsAllocated", "BitsStored",
+    "HighBit", "PixelRepresentation", "PhotometricInterpretation", "PlanarConfiguration", "PixelSpacing",
+    "ImagerPixelSpacing", "NominalScannedPixelSpacing", "ImageOrientationPatient", "ImagePositionPatient",
+    "SliceThickness", "SpacingBetweenSlices", "GridFrameOffsetVector", "RescaleSlope", "RescaleIntercept",
+    "WindowCenter", "WindowWidth", "Manufacturer", "KVP", "RepetitionTime", "EchoTime", "MagneticFieldStrength",
+    "ConvolutionKernel", "BodyPartExamined", "SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence",
+)
+_READER_TAGS = frozenset(int(pydicom.datadict.tag_for_keyword(k)) for k in _READER_KEYWORDS)
+
+
+def _force_parse(ds: Dataset, path: Path, tags: frozenset[int] | None = None) -> None:
+    """Convert elements now (pydicom converts lazily), so that a bad VR or value length fails inside the reader's
+    error handling instead of later: the top-level ``tags`` (all when None) and everything nested in them, at most
+    _MAX_SEQUENCE_DEPTH deep. Deferred pixel data is left unread."""
     stack = [(ds, 0)]
     while stack:
         item, depth = stack.pop()
@@ -324,7 +338,7 @@ def _force_parse(ds: Dataset, path: Path) -> None:
                              expected=f"at most {_MAX_SEQUENCE_DEPTH} levels", found="more",
                              fix="the file is damaged or hostile; remove it")
         for tag in list(item.keys()):
-            if depth == 0 and int(tag) in _PIXEL_TAG_SET:
+            if depth == 0 and (int(tag) in _PIXEL_TAG_SET or (tags is not None and int(tag) not in tags)):
                 continue
             elem = item[tag]
             if elem.VR == "SQ":
@@ -378,7 +392,7 @@ def _probe(path: Path) -> Dataset:
             # header parsed here is reused by _load instead of parsing every file twice.
             ds = pydicom.dcmread(path, defer_size=_DEFER_BYTES, force=not has_magic)
             _check_transfer_syntax(ds, path)
-            _force_parse(ds, path)  # a bad VR or value length fails here, not later outside this try
+            _force_parse(ds, path, _READER_TAGS)  # a bad VR or value length fails here, not later
             rows = ds.get("Rows")
             cols = ds.get("Columns")
             uid = ds.get("SeriesInstanceUID")
@@ -1405,6 +1419,16 @@ def _load(info: SeriesInfo, *, source: Path, where: Path, user_spacing: tuple[fl
         logger.warning("%s: %d irregular slice gaps resampled linearly to %.4g mm", where, len(stack.gaps), new_sz)
     geometry = Geometry(spacing=spacing, origin=stack.origin, direction=stack.direction)
     meta_ds = first_ds
+    try:  # this header is copied whole into the writer's template: every element must be readable
+        with _quiet_pydicom():
+            _force_parse(meta_ds, where)
+    except DicomError:
+        raise
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - see _READ_ERRORS
+        raise DicomError("unreadable DICOM header", path=where, found=f"{type(exc).__name__}: {str(exc)[:200]}",
+                         fix="the file is damaged; repair or remove it") from exc
     metadata: dict[str, Any] = {
         "source_format": "dicom",
         "source_path": str(source),
