@@ -173,15 +173,33 @@ def test_decoder_returning_zeros_for_garbage_is_refused(tmp_path, monkeypatch):
     _refused(path, "too short")
 
 
+def test_jpeg_ls_header_followed_by_garbage_is_not_an_all_zero_image(tmp_path):
+    from pydicom.data import get_testdata_file
+    from pydicom.encaps import generate_frames
+
+    ds = pydicom.dcmread(get_testdata_file("MR_small_jpeg_ls_lossless.dcm"))
+    frame = next(generate_frames(ds.PixelData, number_of_frames=1))
+    start_of_scan = frame.index(b"\xff\xda")
+    ds.PixelData = encapsulate([frame[:start_of_scan] + b"garbage stream " * 30])  # decoded as zeros, no error
+    ds.save_as(tmp_path / "a.dcm", enforce_file_format=True)
+    _refused(tmp_path / "a.dcm", "all-zero image", "JPEG-LS")
+
+
 def test_valid_compressed_all_zero_image_is_accepted(tmp_path):
+    path = _ct(tmp_path / "a.dcm")
+    ds = pydicom.dcmread(path)
+    ds.PixelData = np.zeros((8, 6), np.int16).tobytes()
+    ds.compress(RLELossless)  # a blank slice, properly encoded
+    ds.save_as(path, enforce_file_format=True)
+    img = read_dicom(path)
+    assert np.all(img.voxels == -1024)
+
+
+def test_valid_jpeg_ls_stream_is_read(tmp_path):
     from pydicom.data import get_testdata_file
 
-    src = pydicom.dcmread(get_testdata_file("MR_small_jpeg_ls_lossless.dcm"))
+    img = read_dicom(get_testdata_file("MR_small_jpeg_ls_lossless.dcm"))
     plain = pydicom.dcmread(get_testdata_file("MR_small.dcm"))
-    src.PixelData = encapsulate([bytes(pydicom.encaps.generate_frames(src.PixelData, number_of_frames=1)
-                                       .__next__())])
-    src.save_as(tmp_path / "a.dcm", enforce_file_format=True)
-    img = read_dicom(tmp_path / "a.dcm")
     assert np.array_equal(img.voxels[0, 0], plain.pixel_array)
 
 

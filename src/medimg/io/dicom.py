@@ -1155,7 +1155,8 @@ def _check_decoded(ds: Dataset, arr: np.ndarray, path: Path, syntax: str, notes:
 
 
 def _stream_is_valid(ds: Dataset, uid: UID) -> bool:
-    """Whether the first frame of encapsulated pixel data starts like the codestream its syntax names."""
+    """Whether the first frame of encapsulated pixel data has the markers of the codestream its syntax names (a
+    decoder fed a header followed by garbage may return zeros without a word: pylibjpeg-libjpeg on JPEG-LS)."""
     from pydicom.encaps import generate_frames
 
     try:
@@ -1163,11 +1164,12 @@ def _stream_is_valid(ds: Dataset, uid: UID) -> bool:
     except (StopIteration, *_READ_ERRORS):
         return False
     name = uid.name.upper()
-    if "JPEG 2000" in name or "HTJ2K" in name:
-        return first[:2] == b"\xff\x4f" or first[:12] == b"\x00\x00\x00\x0cjP  \r\n\x87\n"
-    if "JPEG" in name:  # baseline, extended, lossless, JPEG-LS: SOI, then a start-of-frame marker
-        head = first[:4096]
-        return first[:2] == b"\xff\xd8" and any(m in head for m in _JPEG_SOF_MARKERS)
+    if "JPEG 2000" in name or "HTJ2K" in name:  # SOC + SIZ, and a tile (SOT) to decode
+        if first[:12] == b"\x00\x00\x00\x0cjP  \r\n\x87\n":  # JP2 file format
+            return b"\xff\x4f\xff\x51" in first and b"\xff\x90" in first
+        return first[:4] == b"\xff\x4f\xff\x51" and b"\xff\x90" in first
+    if "JPEG" in name:  # baseline, extended, lossless, JPEG-LS: SOI, a start-of-frame and a start-of-scan marker
+        return first[:2] == b"\xff\xd8" and any(m in first for m in _JPEG_SOF_MARKERS) and b"\xff\xda" in first
     return True
 
 
