@@ -173,6 +173,22 @@ def test_garbage_rle_data_is_one_line_on_stderr(tmp_path):
     one_line_error(result.stderr, "cannot decode pixel data", "RLE Lossless")
 
 
+def test_rust_decoder_panic_is_one_line_on_stderr(tmp_path):
+    import struct
+
+    pytest.importorskip("rle")  # pylibjpeg-rle (Rust) panics on segments longer than the image
+    path = _marked_series(tmp_path, n=1) / "0.dcm"
+    ds = pydicom.dcmread(path)
+    segment = bytes([0x81, 0x07]) * 200
+    ds.file_meta.TransferSyntaxUID = RLELossless
+    ds.PixelData = encapsulate([struct.pack("<16I", 2, 64, 64 + len(segment), *([0] * 13)) + segment * 2])
+    ds["PixelData"].VR = "OB"
+    ds.save_as(path, enforce_file_format=True)
+    result = _cli("info", str(path), env={"RUST_BACKTRACE": "1"})
+    assert result.returncode == 2
+    one_line_error(result.stderr, "cannot decode pixel data", "RLE Lossless", "panicked")
+
+
 def test_folder_of_non_dicom_files_is_one_line(tmp_path):
     for k in range(200):
         (tmp_path / f"junk{k:03d}.dcm").write_bytes(b"garbage " * 30)

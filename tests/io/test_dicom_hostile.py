@@ -146,6 +146,27 @@ def test_decoder_panic_is_one_error_but_interrupts_pass(tmp_path, monkeypatch):
         read_dicom(path)
 
 
+def rle_panic_file(path: Path) -> Path:
+    """An RLE frame whose segments decode to far more bytes than the image holds: pylibjpeg-rle (Rust) panics
+    ('index out of bounds') and prints the panic to file descriptor 2."""
+    path = _ct(path, rows=64, cols=64)
+    ds = pydicom.dcmread(path)
+    segment = bytes([0x81, 0x07]) * 200  # replicate runs of 128 bytes each
+    header = struct.pack("<16I", 2, 64, 64 + len(segment), *([0] * 13))
+    ds.file_meta.TransferSyntaxUID = RLELossless
+    ds.PixelData = encapsulate([header + segment + segment])
+    ds["PixelData"].VR = "OB"
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def test_real_decoder_panic_is_one_error_and_its_print_is_held_back(tmp_path, capfd):
+    pytest.importorskip("rle")  # pylibjpeg-rle, the Rust RLE decoder
+    path = rle_panic_file(tmp_path / "a.dcm")
+    _refused(path, "cannot decode pixel data", "RLE Lossless", "panicked")
+    assert "panicked" not in capfd.readouterr().err
+
+
 @pytest.mark.parametrize("syntax", [RLELossless, pydicom.uid.JPEG2000Lossless, JPEGLSLossless])
 def test_garbage_compressed_data_is_one_line_without_decoder_logging(syntax, tmp_path, caplog):
     path = _ct(tmp_path / "a.dcm")

@@ -33,6 +33,7 @@ import logging
 import multiprocessing as mp
 import os
 import struct
+import sys
 import tempfile
 import warnings
 import zipfile
@@ -203,6 +204,35 @@ def _quiet_pydicom() -> Iterator[list[str]]:
         pd_logger.handlers = old_handlers
     for note in notes[:5]:
         logger.debug("pydicom: %s", note)
+
+
+@contextlib.contextmanager
+def _native_stderr(enabled: bool) -> Iterator[list[str]]:
+    """Hold back what native decoders write straight to file descriptor 2 while they run (a Rust panic hook
+    prints 'thread ... panicked at ...' and a backtrace there, beyond Python's logging). Yields a list that
+    receives the captured text; the caller decides: on success the text is written back to stderr unchanged,
+    on failure it becomes part of the one-line error (and the debug log)."""
+    captured: list[str] = []
+    if not enabled:
+        yield captured
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no usable fd 2 (embedded interpreter): nothing to hold back
+        yield captured
+        return
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield captured
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            text = sink.read(64 * 1024).decode("utf-8", "replace")
+            if text:
+                captured.append(text)
 
 
 def _is_panic(exc: BaseException) -> bool:
@@ -1114,23 +1144,43 @@ def _decode(ds: Dataset, path: Path) -> np.ndarray:
         raise DicomError("DICOM file has no pixel data", path=path, expected="an image with PixelData",
                          found="no PixelData element (truncated?)", fix="copy the file again or remove it")
     syntax = _syntax_label(ds)
+    uid = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    native = bool(uid is not None and uid.is_transfer_syntax and uid.is_compressed)
+    failed = False
+    printed: list[str] = []
     try:
-        with _quiet_pydicom() as notes:
-            arr = np.asarray(ds.pixel_array)
+        with _native_stderr(native) as printed, _quiet_pydicom() as notes:
+            try:
+                arr = np.asarray(ds.pixel_array)
+            except BaseException:
+                failed = True
+                raise
     except MemoryError:
         raise
     except Exception as exc:  # noqa: BLE001 - decoder plugins raise anything; all mean "cannot decode"
         reason, fix = _decode_failure(syntax, exc)
+        _log_native(printed)
         raise DicomError(f"cannot decode pixel data ({syntax})", path=path, expected="decodable pixel data",
                          found=reason, fix=fix) from exc
     except BaseException as exc:
         if not _is_panic(exc):  # KeyboardInterrupt, SystemExit: never swallowed
             raise
         reason, fix = _decode_failure(syntax, exc)
+        _log_native(printed)
         raise DicomError(f"cannot decode pixel data ({syntax})", path=path, expected="decodable pixel data",
                          found=reason, fix=fix) from None
+    finally:
+        if not failed:  # nothing went wrong: what the decoder printed is not ours to hide
+            for text in printed:
+                sys.stderr.write(text)
+    notes.extend(line for text in printed for line in text.splitlines()[:1])
     _check_decoded(ds, arr, path, syntax, notes)
     return arr
+
+
+def _log_native(printed: list[str]) -> None:
+    for text in printed:
+        logger.debug("decoder output: %s", " ".join(text.split())[:500])
 
 
 def _check_decoded(ds: Dataset, arr: np.ndarray, path: Path, syntax: str, notes: list[str]) -> None:
