@@ -444,3 +444,36 @@ def test_deidentify_metadata_follows_the_profile():
             "series_description": "Smith brain", "source_path": "/data/Smith", "manufacturer": "ACME",
             "description": "Smith", "keep_identifiers": True, "window": [40, 400]}
     assert deidentify_metadata(meta) == {"modality": "MR", "manufacturer": "ACME", "window": [40, 400]}
+
+
+def _with_bytes_after_meta(path: Path, extra: bytes) -> Path:
+    """CT_small with raw bytes inserted right after the file meta group (where group 0000 would sit)."""
+    import struct
+
+    shutil.copy(get_testdata_file("CT_small.dcm"), path)  # Implicit VR Little Endian
+    data = path.read_bytes()
+    meta_end = 132 + 12 + struct.unpack("<I", data[140:144])[0]  # (0002,0000) UL group length
+    path.write_bytes(data[:meta_end] + extra + data[meta_end:])
+    return path
+
+
+def test_command_set_elements_are_removed(tmp_path):
+    import struct
+
+    command_field = struct.pack("<HHIH", 0x0000, 0x0100, 2, 1)  # (0000,0100) Command Field, implicit VR
+    src = _with_bytes_after_meta(tmp_path / "cmd.dcm", command_field)
+    assert 0x00000100 in pydicom.dcmread(src)
+    deidentify(src, tmp_path / "out.dcm")  # pydicom refused to write it back: ValueError before
+    out = pydicom.dcmread(tmp_path / "out.dcm")
+    assert not [e for e in out if e.tag.group == 0] and out.PatientIdentityRemoved == "YES"
+
+
+def test_unknown_vr_in_the_file_meta_is_one_error(tmp_path):
+    src = tmp_path / "meta.dcm"
+    shutil.copy(get_testdata_file("CT_small.dcm"), src)
+    data = src.read_bytes()
+    i = data.index(b"\x02\x00\x03\x00UI")  # (0002,0003) Media Storage SOP Instance UID
+    src.write_bytes(data[:i + 4] + b"ZZ" + data[i + 6:])
+    with pytest.raises(ImageReadError, match="not a readable DICOM file"):
+        deidentify(src, tmp_path / "out.dcm")
+    assert not (tmp_path / "out.dcm").exists()

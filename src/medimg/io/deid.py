@@ -193,7 +193,7 @@ class _Deidentifier:
         for tag in list(ds.keys()):
             tag_int = int(tag)
             group, element = tag_int >> 16, tag_int & 0xFFFF
-            if element == 0:  # group length: stale once elements go; pydicom rewrites what is needed
+            if element == 0 or group == 0:  # group lengths (stale once elements go) and command-set elements
                 del ds[tag]
                 continue
             if group % 2 == 1 or 0x5000 <= group <= 0x50FF or 0x6000 <= group <= 0x60FF:
@@ -439,6 +439,25 @@ def _write_dataset(ds: Dataset, path: Path) -> None:
     ds.save_as(path, enforce_file_format=True)
 
 
+def _deidentify_to(ds: Dataset, state: _Deidentifier, dest: Path) -> None:
+    """De-identify ``ds`` and write it to ``dest``; a damaged value that pydicom cannot convert or write back
+    (hostile files: wrong VRs, command-set elements, values of the wrong type) raises _Unreadable and leaves no
+    file at ``dest``; a failing disk raises ImageWriteError."""
+    try:
+        _write_dataset(_deidentify_dataset(ds, state), dest)
+    except OSError as exc:
+        dest.unlink(missing_ok=True)
+        raise ImageWriteError("cannot write the de-identified file", path=dest, found=f"{type(exc).__name__}: {exc}",
+                              fix="check free disk space and permissions") from exc
+    except (_Unreadable, MemoryError):
+        dest.unlink(missing_ok=True)
+        raise
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types on damaged values
+        dest.unlink(missing_ok=True)
+        logger.debug("cannot de-identify/write a data set (%s)", type(exc).__name__)
+        raise _Unreadable(f"a value that cannot be de-identified or written back ({type(exc).__name__})") from exc
+
+
 def _ends_early(ds: Dataset, path: Path) -> bool:
     """True when the last top-level element of defined length does not end exactly at the end of the file."""
     keys = list(ds.keys())
@@ -488,6 +507,8 @@ def _read_dicom(path: Path) -> Dataset:
             truncated = any("end of file" in str(w.message).lower() for w in caught) or _ends_early(ds, path)
             if not truncated:
                 _check_depth(ds)
+                if getattr(ds, "file_meta", None) is not None:
+                    _check_depth(ds.file_meta)
     except RecursionError as exc:
         raise _Unreadable(f"sequences nested deeper than {MAX_SEQUENCE_DEPTH} levels") from exc
     except _Unreadable:
@@ -667,7 +688,12 @@ def deidentify(
                     expected="a DICOM file (with a SOP Class and Instance UID)", found=str(exc),
                     fix="check the file, or give the folder that holds the DICOM files") from None
             with atomic_output(out, inputs=[inp], overwrite=False) as tmp:
-                _write_dataset(_deidentify_dataset(ds, state), tmp)
+                try:
+                    _deidentify_to(ds, state, tmp)
+                except _Unreadable as exc:
+                    raise ImageReadError(
+                        "not a readable DICOM file", path=inp, expected="a DICOM file whose values can be written",
+                        found=str(exc), fix="check the file, or give the folder that holds the DICOM files") from None
                 files_map[inp.name] = out.name
                 n_files = 1
                 if mapping is not None:
@@ -690,7 +716,12 @@ def deidentify(
                         continue
                     dest = tmp_root / rel
                     dest.parent.mkdir(parents=True, exist_ok=True)
-                    _write_dataset(_deidentify_dataset(ds, state), dest)
+                    try:
+                        _deidentify_to(ds, state, dest)
+                    except _Unreadable as exc:
+                        n_skipped += 1
+                        unreadable.append((src, str(exc)))
+                        continue
                     files_map[src.relative_to(inp).as_posix()] = rel.as_posix()
                     n_files += 1
                 if unreadable and n_files:
