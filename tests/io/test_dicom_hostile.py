@@ -109,7 +109,7 @@ def test_unknown_transfer_syntax(tmp_path):
     _refused(path, "unknown transfer syntax", "1.2.3.4.5.6.7.8.9.10")
 
 
-@pytest.mark.parametrize("tag,vr", [((0x0020, 0x0037), b"DS"), ((0x0008, 0x0018), b"UI")])  # IOP, SOP UID
+@pytest.mark.parametrize("tag,vr", [((0x0020, 0x0037), b"DS"), ((0x0008, 0x0018), b"UI"), ((0x0002, 0x0003), b"UI")])
 def test_unknown_vr_fails_inside_the_reader(tag, vr, tmp_path):
     path = _ct(tmp_path / "a.dcm")
     _patch(path, struct.pack("<HH", *tag) + vr, struct.pack("<HH", *tag) + b"ZZ")

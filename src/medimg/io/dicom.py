@@ -1474,6 +1474,8 @@ def _load(info: SeriesInfo, *, source: Path, where: Path, user_spacing: tuple[fl
     try:  # this header is copied whole into the writer's template: every element must be readable
         with _quiet_pydicom():
             _force_parse(meta_ds, where)
+            if getattr(meta_ds, "file_meta", None) is not None:
+                _force_parse(meta_ds.file_meta, where)
     except DicomError:
         raise
     except MemoryError:
