@@ -59,3 +59,21 @@ def test_deid_missing_secret_env_and_mapping_inside_output(tmp_path, capsys, mon
     assert main(["deid", str(folder), str(out), "--mapping", str(out / "m.json"), "-q"]) == 2
     assert "mapping" in capsys.readouterr().err and not out.exists()
     assert main(["deid", str(folder), str(folder), "-q"]) == 2
+
+
+def test_deid_deeply_nested_sequences_one_line(tmp_path, capsys):
+    import struct
+
+    src = tmp_path / "deep.dcm"
+    ds = pydicom.dcmread(get_testdata_file("MR_small.dcm"))
+    ds.save_as(src, enforce_file_format=True)
+    item = struct.pack("<HHI", 0xFFFE, 0xE000, 0xFFFFFFFF)
+    seq = struct.pack("<HH", 0x0040, 0xA730) + b"SQ\0\0" + b"\xff\xff\xff\xff"
+    ends = struct.pack("<HHI", 0xFFFE, 0xE00D, 0) + struct.pack("<HHI", 0xFFFE, 0xE0DD, 0)
+    body = struct.pack("<HH", 0xFFFA, 0xFFFA) + b"SQ\0\0" + b"\xff\xff\xff\xff" + (item + seq) * 3000
+    with open(src, "ab") as fh:  # a 3000-level nesting after the pixel data (RecursionError before)
+        fh.write(body + struct.pack("<HHI", 0xFFFE, 0xE0DD, 0) + ends * 3000)
+    assert main(["deid", str(src), str(tmp_path / "out.dcm")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "nested deeper than 64 levels" in err, err
+    assert "internal error" not in err and not (tmp_path / "out.dcm").exists()

@@ -358,3 +358,122 @@ def test_logs_hold_no_identifying_value(tmp_path, caplog):
         deidentify(src, tmp_path / "out")
     text = caplog.text
     assert "Doe_John" not in text and "CompressedSamples" not in text and "1.2.3.4" not in text
+
+
+# ---------------------------------------------------------------------------------------------- hostile input
+def _nested(path: Path, levels: int) -> Path:
+    """CT_small with a sequence nested ``levels`` deep, written as raw bytes (pydicom's writer recurses)."""
+    import io
+    import struct
+
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    if "DataSetTrailingPadding" in ds:  # (FFFC,FFFC) would come before the nesting appended below
+        del ds.DataSetTrailingPadding
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    item = struct.pack("<HHI", 0xFFFE, 0xE000, 0xFFFFFFFF)
+    seq = struct.pack("<HH", 0x0040, 0xA730) + b"SQ\0\0" + b"\xff\xff\xff\xff"  # ContentSequence
+    ends = struct.pack("<HHI", 0xFFFE, 0xE00D, 0) + struct.pack("<HHI", 0xFFFE, 0xE0DD, 0)
+    # (FFFA,FFFA) Digital Signatures Sequence: the last public tag, so the nesting follows the pixel data
+    body = struct.pack("<HH", 0xFFFA, 0xFFFA) + b"SQ\0\0" + b"\xff\xff\xff\xff" + (item + seq) * levels
+    body += struct.pack("<HHI", 0xFFFE, 0xE0DD, 0) + ends * levels
+    path.write_bytes(buf.getvalue() + body)
+    return path
+
+
+@pytest.mark.parametrize("levels", [100, 5000])
+def test_deeply_nested_sequences_are_one_error(levels, tmp_path):
+    src = _nested(tmp_path / "deep.dcm", levels)
+    with pytest.raises(ImageReadError, match="nested deeper than 64 levels"):
+        deidentify(src, tmp_path / "out.dcm")
+    assert not (tmp_path / "out.dcm").exists()
+
+
+def test_deeply_nested_file_in_a_folder_is_skipped(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(get_testdata_file("CT_small.dcm"), src / "a.dcm")
+    _nested(src / "b.dcm", 5000)
+    report = deidentify(src, tmp_path / "out")
+    assert report.n_files == 1 and report.n_skipped == 1
+
+
+def test_moderate_nesting_is_still_de_identified(tmp_path):
+    src = _nested(tmp_path / "ok.dcm", 20)
+    deidentify(src, tmp_path / "out.dcm")
+    assert pydicom.dcmread(tmp_path / "out.dcm").PatientIdentityRemoved == "YES"
+
+
+def test_symlinks_out_of_the_input_folder_are_not_followed(tmp_path, caplog):
+    import os
+
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(get_testdata_file("CT_small.dcm"), src / "a.dcm")
+    other = tmp_path / "other_patient"
+    other.mkdir()
+    shutil.copy(get_testdata_file("MR_small.dcm"), other / "b.dcm")
+    os.symlink(other / "b.dcm", src / "b.dcm")
+    os.symlink(src / "a.dcm", src / "c.dcm")  # a link inside the input is followed
+    with caplog.at_level(logging.WARNING, logger="medimg"):
+        report = deidentify(src, tmp_path / "out")
+    assert report.n_files == 2 and report.n_skipped == 1
+    modalities = {pydicom.dcmread(f).Modality for f in (tmp_path / "out").rglob("*.dcm")}
+    assert modalities == {"CT"}  # the MR of the other patient was not included
+    assert sum("outside the input folder" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_many_unreadable_files_give_one_warning(tmp_path, caplog):
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(get_testdata_file("CT_small.dcm"), src / "a.dcm")
+    for k in range(200):
+        (src / f"junk{k:03d}.dcm").write_bytes(b"junk" * 10)
+    with caplog.at_level(logging.WARNING, logger="medimg"):
+        report = deidentify(src, tmp_path / "out")
+    assert report.n_skipped == 200
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "200 file(s)" in warnings[0]
+
+
+def test_deidentify_metadata_follows_the_profile():
+    from medimg.io.deid import deidentify_metadata
+
+    meta = {"modality": "MR", "series_uid": "1.2.3", "study_uid": "1.2.4", "frame_of_reference_uid": "1.2.5",
+            "series_description": "Smith brain", "source_path": "/data/Smith", "manufacturer": "ACME",
+            "description": "Smith", "keep_identifiers": True, "window": [40, 400]}
+    assert deidentify_metadata(meta) == {"modality": "MR", "manufacturer": "ACME", "window": [40, 400]}
+
+
+def _with_bytes_after_meta(path: Path, extra: bytes) -> Path:
+    """CT_small with raw bytes inserted right after the file meta group (where group 0000 would sit)."""
+    import struct
+
+    shutil.copy(get_testdata_file("CT_small.dcm"), path)  # Implicit VR Little Endian
+    data = path.read_bytes()
+    meta_end = 132 + 12 + struct.unpack("<I", data[140:144])[0]  # (0002,0000) UL group length
+    path.write_bytes(data[:meta_end] + extra + data[meta_end:])
+    return path
+
+
+def test_command_set_elements_are_removed(tmp_path):
+    import struct
+
+    command_field = struct.pack("<HHIH", 0x0000, 0x0100, 2, 1)  # (0000,0100) Command Field, implicit VR
+    src = _with_bytes_after_meta(tmp_path / "cmd.dcm", command_field)
+    assert 0x00000100 in pydicom.dcmread(src)
+    deidentify(src, tmp_path / "out.dcm")  # pydicom refused to write it back: ValueError before
+    out = pydicom.dcmread(tmp_path / "out.dcm")
+    assert not [e for e in out if e.tag.group == 0] and out.PatientIdentityRemoved == "YES"
+
+
+def test_unknown_vr_in_the_file_meta_is_one_error(tmp_path):
+    src = tmp_path / "meta.dcm"
+    shutil.copy(get_testdata_file("CT_small.dcm"), src)
+    data = src.read_bytes()
+    i = data.index(b"\x02\x00\x03\x00UI")  # (0002,0003) Media Storage SOP Instance UID
+    src.write_bytes(data[:i + 4] + b"ZZ" + data[i + 6:])
+    with pytest.raises(ImageReadError, match="not a readable DICOM file"):
+        deidentify(src, tmp_path / "out.dcm")
+    assert not (tmp_path / "out.dcm").exists()

@@ -324,8 +324,18 @@ def test_write_round_trip_ct(ct_image, tmp_path):
     assert back.geometry.is_close(ct_image.geometry, atol_mm=1e-3)
     assert np.array_equal(back.voxels, ct_image.voxels)
     assert back.metadata["series_uid"] != ct_image.metadata["series_uid"]
-    assert back.metadata["frame_of_reference_uid"] == ct_image.metadata["frame_of_reference_uid"]
+    # de-identified by default: new study and frame-of-reference UIDs, not linkable to the source
+    assert back.metadata["frame_of_reference_uid"] != ct_image.metadata["frame_of_reference_uid"]
     assert back.metadata["modality"] == "CT"
+    assert ds.SOPClassUID == pydicom.uid.CTImageStorage  # the source states it in its file meta only
+    assert list(ds.ImageType[:2]) == ["DERIVED", "SECONDARY"] and ds.DerivationDescription
+
+
+def test_write_keep_identifiers_keeps_study_and_frame_of_reference(ct_image, tmp_path):
+    write_dicom_series(ct_image, tmp_path / "kept", keep_identifiers=True)
+    back = read_dicom(tmp_path / "kept")
+    assert back.metadata["frame_of_reference_uid"] == ct_image.metadata["frame_of_reference_uid"]
+    assert back.metadata["series_uid"] != ct_image.metadata["series_uid"]
 
 
 def test_write_round_trip_oblique_brain(study1, tmp_path):
@@ -334,7 +344,7 @@ def test_write_round_trip_oblique_brain(study1, tmp_path):
     back = read_dicom(tmp_path / "t2")
     assert back.geometry.is_close(img.geometry, atol_mm=1e-3)
     assert np.array_equal(back.voxels, img.voxels)
-    assert back.metadata["study_uid"] == img.metadata["study_uid"]
+    assert back.metadata["study_uid"] != img.metadata["study_uid"]  # de-identified by default
 
 
 def test_write_float_values_within_quantisation(ct_image, tmp_path):

@@ -285,7 +285,7 @@ def test_raster_bad_spacing(tmp_path):
 def test_npz_round_trip_exact(tmp_path, dtype):
     img = phantom((5, 6, 7), dtype=dtype, channels=2)
     img = img.derive(img.voxels, operation="identity", params={"n": 1}).with_metadata(
-        series_uid="1.2.3", not_json=object())
+        series_uid="1.2.3", keep_identifiers=True, not_json=object())  # identifiers kept only when opted in
     write_npz(img, tmp_path / "x.npz")
     out = read_npz(tmp_path / "x.npz")
     assert out.geometry == img.geometry  # exact, not just close

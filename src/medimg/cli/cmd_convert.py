@@ -12,20 +12,31 @@ def add_parser(subparsers, *, parents, help: str) -> None:  # noqa: A002 - argpa
         "convert", parents=parents, help=help,
         description="Convert an image. The output format follows OUT's extension (.nii.gz, .nii, .nrrd, .mha, "
         ".mhd, .png, .jpg, .tif, .npz); OUT without extension writes a DICOM series folder (inputs that came "
-        "from DICOM only). OUT is written atomically and never overwrites IN.",
+        "from DICOM only). OUT is written atomically and never overwrites IN. Outputs keep no identifying values: "
+        "no source path, source UIDs or series description in .npz metadata; a DICOM series gets new UIDs and a "
+        "header de-identified with the PS3.15 basic profile (no names, IDs, dates or private tags). "
+        "--keep-identifiers keeps them.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("input", help="image file, DICOM file/folder/DICOMDIR/zip")
     p.add_argument("output", help="output file (or folder for DICOM)")
     p.add_argument("--label", action="store_true", help="the input is a label map (kept integer)")
+    p.add_argument("--keep-identifiers", action="store_true",
+                   help="keep identifying values in the output (patient/study attributes, source UIDs, private tags "
+                   "of a DICOM header; source path, UIDs and series description in .npz metadata)")
     add_read_options(p)
 
 
 def run(args: argparse.Namespace) -> int:
     from medimg.core.enums import Kind
     from medimg.io import write
+    from medimg.io.deid import KEEP_IDENTIFIERS, deidentify_image
 
     image = read_input(args)
+    if args.keep_identifiers:
+        image = image.with_metadata(**{KEEP_IDENTIFIERS: True})
+    else:
+        image = deidentify_image(image)
     if args.label:
         image = image.replace(kind=Kind.LABEL)
     out = write(image, args.output, inputs=[args.input])

@@ -1,6 +1,8 @@
 """`medimg info IN`: format, modality, size, spacing, orientation, intensity range, series list.
 
-Prints no identifying values (no names, IDs, dates or UIDs).
+Prints no identifying values (no names, IDs, dates or UIDs). The series description (SeriesDescription, free text
+that may carry identifying values; the PS3.15 basic profile removes it) is printed only with --show-identifiers;
+without it the series table shows the SeriesNumber.
 """
 
 from __future__ import annotations
@@ -17,26 +19,33 @@ def add_parser(subparsers, *, parents, help: str) -> None:  # noqa: A002
     )
     p.add_argument("input", help="image file or DICOM file/folder/DICOMDIR/zip")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--show-identifiers", action="store_true",
+                   help="also print the series description (free text that may identify the patient)")
     from medimg.cli._args import add_read_options
 
     add_read_options(p)
 
 
-def _print_series(series: list[dict]) -> None:
+def _print_series(series: list[dict], *, show: bool) -> None:
     print(f"{len(series)} DICOM series:")
-    print(f"  {'#':>3}  {'modality':<8} {'size (x, y, z)':<18} {'files':>5}  description")
+    last = "description" if show else "series number"
+    print(f"  {'#':>3}  {'modality':<8} {'size (x, y, z)':<18} {'files':>5}  {last}")
     for s in series:
-        size = "x".join(str(v) for v in s.get("size", ()))
-        print(f"  {s['index']:>3}  {s.get('modality', ''):<8} {size:<18} {s.get('n_files', ''):>5}  "
-              f"{s.get('description', '')}")
+        size = s.get("size", "")
+        size = size if isinstance(size, str) else "x".join(str(v) for v in size)
+        number = s.get("series_number")
+        tail = s.get("description", "") if show else ("" if number is None else str(number))
+        print(f"  {s['index']:>3}  {s.get('modality', ''):<8} {size:<18} {s.get('n_files', ''):>5}  {tail}")
 
 
-def _series_rows(infos) -> list[dict]:
+def _series_rows(infos, *, show: bool) -> list[dict]:
     rows = []
     for i, info in enumerate(infos):
         s = dict(info.summary())
         s.pop("series_uid", None)
         s.pop("study_uid", None)
+        if not show:
+            s.pop("description", None)
         rows.append({"index": i, **s})
     return rows
 
@@ -52,16 +61,21 @@ def run(args: argparse.Namespace) -> int:
         from medimg.io.dicom import scan_dicom
 
         infos = scan_dicom(args.input)
-        series_rows = _series_rows(infos)
+        series_rows = _series_rows(infos, show=args.show_identifiers)
         if len(infos) > 1 and args.series is None:
             if args.json:
                 print(json.dumps({"format": "dicom", "series": series_rows}, indent=2))
             else:
-                _print_series(series_rows)
+                _print_series(series_rows, show=args.show_identifiers)
                 print("pick one with --series INDEX to see its details")
             return 0
     image = read_input(args)
     summary = {"format": image.metadata.get("source_format", fmt), **image_summary(image)}
+    if not args.show_identifiers:
+        summary.get("metadata", {}).pop("series_description", None)
+    for key in ("spacing_source_z", "geometry_note"):  # e.g. a single slice whose thickness was assumed
+        if image.metadata.get(key):
+            summary.setdefault("metadata", {})[key] = str(image.metadata[key])
     if series_rows:
         summary["series"] = series_rows
     if args.json:
@@ -90,10 +104,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"warning:      {g['non_finite_voxels']} voxels are NaN or infinite")
     if meta.get("window"):
         print(f"window:       level/width {meta['window']}")
+    if meta.get("geometry_note"):
+        print(f"note:         {meta['geometry_note']}")
     if meta.get("transfer_syntax"):
         from pydicom.uid import UID
 
         print(f"transfer:     {UID(meta['transfer_syntax']).name} ({meta['transfer_syntax']})")
     if len(series_rows) > 1:
-        _print_series(series_rows)
+        _print_series(series_rows, show=args.show_identifiers)
     return 0

@@ -1,7 +1,9 @@
 """De-identification of DICOM files: PS3.15 Annex E, Basic Application Level Confidentiality Profile.
 
 This module owns :func:`deidentify` (a file or a folder in, a new file or folder out), the :class:`DeidReport`
-it returns, and :func:`mask`, the one way to mention an identifying value in a log. The action table itself
+it returns, :func:`mask`, the one way to mention an identifying value in a log, and :func:`deidentify_image`
+(with :func:`deidentify_metadata` and :func:`deidentify_template`), which the .npz and DICOM writers and
+``medimg convert`` use so that outputs keep no identifying values unless asked to. The action table itself
 lives in :mod:`medimg.io.deid_profile`.
 
 What is done to every data set (nested sequence items included):
@@ -28,7 +30,9 @@ What is done to every data set (nested sequence items included):
 * pixel data is left byte-for-byte as it was: burned-in text is *not* removed (no Clean Pixel Data Option).
 
 Folder input: every file below it is examined; files that are not DICOM, or that pydicom cannot read, or image
-files cut before their pixel data, are skipped, counted in ``n_skipped`` and never copied. The output folder
+files cut before their pixel data, or whose sequences nest deeper than 64 levels, are skipped, counted in
+``n_skipped`` and never copied (one summary warning). Symbolic links that resolve outside the input folder are
+never followed (they are skipped and counted), and linked folders are not entered. The output folder
 has the same tree shape with anonymised names (``dir001/IM00001.dcm``), because original names often carry UIDs,
 dates or names. The whole output is written to a temporary folder and renamed into place only when every file
 succeeded, so a failure leaves nothing behind.
@@ -59,7 +63,10 @@ from medimg.io.deid_profile import profile_action
 if TYPE_CHECKING:  # pragma: no cover
     from pydicom.dataset import Dataset
 
-__all__ = ["METHOD_CODES", "DeidReport", "deidentify", "mask"]
+    from medimg.core.image import Image
+
+__all__ = ["KEEP_IDENTIFIERS", "METHOD_CODES", "DeidReport", "deidentify", "deidentify_image", "deidentify_metadata",
+           "deidentify_template", "keeps_identifiers", "mask"]
 
 logger = logging.getLogger(__name__)
 
@@ -150,6 +157,7 @@ class _Deidentifier:
         self.patient_map: dict[str, str] = {}
         self.n_removed = 0
         self.n_replaced = 0
+        self._depth = 0
 
     # -- derived values -------------------------------------------------------------------------------------
     def _digest(self, kind: bytes, value: str) -> bytes:
@@ -174,14 +182,18 @@ class _Deidentifier:
         return new
 
     # -- the walk ----------------------------------------------------------------------------------------------
-    def clean(self, ds: Dataset, pseudonym: str) -> None:
-        """Apply the profile to ``ds`` in place, recursing into sequence items."""
+    def clean(self, ds: Dataset, pseudonym: str, depth: int = 0) -> None:
+        """Apply the profile to ``ds`` in place, recursing into sequence items (at most MAX_SEQUENCE_DEPTH deep)."""
         from pydicom.datadict import keyword_for_tag
+
+        if depth > MAX_SEQUENCE_DEPTH:
+            raise _Unreadable(f"sequences nested deeper than {MAX_SEQUENCE_DEPTH} levels")
+        self._depth = depth
 
         for tag in list(ds.keys()):
             tag_int = int(tag)
             group, element = tag_int >> 16, tag_int & 0xFFFF
-            if element == 0:  # group length: stale once elements go; pydicom rewrites what is needed
+            if element == 0 or group == 0:  # group lengths (stale once elements go) and command-set elements
                 del ds[tag]
                 continue
             if group % 2 == 1 or 0x5000 <= group <= 0x50FF or 0x6000 <= group <= 0x60FF:
@@ -213,8 +225,10 @@ class _Deidentifier:
             self._apply(ds, tag, elem, action, pseudonym)
 
     def _recurse(self, elem: Any, pseudonym: str) -> None:
+        depth = self._depth
         for item in elem.value or []:
-            self.clean(item, pseudonym)
+            self.clean(item, pseudonym, depth + 1)
+        self._depth = depth
 
     def _apply(self, ds: Dataset, tag: Any, elem: Any, action: str, pseudonym: str) -> None:
         vr = elem.VR
@@ -271,6 +285,75 @@ class _Deidentifier:
             return
         elem.value = shifted if elem.VM > 1 else shifted[0]
         self.n_replaced += 1
+
+
+# ---- images read from DICOM ---------------------------------------------------------------------------------
+#: Image metadata key that opts an image into keeping identifying values when it is written (the writers of
+#: .npz and DICOM series read it, and never store it). ``medimg convert --keep-identifiers`` sets it.
+KEEP_IDENTIFIERS = "keep_identifiers"
+#: Image metadata entries that come from a DICOM attribute: the basic profile's action for that attribute decides
+#: whether the entry is kept (no action or K) or dropped (U, X, Z, D, ...: a UID of the source, a description).
+_METADATA_ATTRIBUTES = {
+    "series_uid": "SeriesInstanceUID", "study_uid": "StudyInstanceUID",
+    "frame_of_reference_uid": "FrameOfReferenceUID", "series_description": "SeriesDescription",
+    "manufacturer": "Manufacturer",
+}
+#: Entries that are not DICOM attributes but identify the source: file paths (which often carry names, IDs or
+#: dates), free-text descriptions (NIfTI ``descrip``), the DICOM header template (de-identified separately).
+_IDENTIFYING_KEYS = frozenset({"source_path", "description", "dicom_template"})
+
+
+def deidentify_metadata(metadata: Any) -> dict[str, Any]:
+    """A copy of an image's metadata without identifying values, following the basic profile (Table E.1-1).
+
+    Entries taken from a DICOM attribute (series/study/frame-of-reference UIDs, series description, ...) are
+    kept only where the profile keeps that attribute; the source path, free-text descriptions and the DICOM
+    header template are dropped; the :data:`KEEP_IDENTIFIERS` flag is dropped too. Modality, window, rescale,
+    transfer syntax, acquisition parameters, spacing source and photometric interpretation are kept.
+
+    >>> deidentify_metadata({"modality": "CT", "series_uid": "1.2.3", "source_path": "/data/Smith/ct"})
+    {'modality': 'CT'}
+    """
+    from pydicom.datadict import tag_for_keyword
+
+    out: dict[str, Any] = {}
+    for key, value in dict(metadata).items():
+        if key in _IDENTIFYING_KEYS or key == KEEP_IDENTIFIERS:
+            continue
+        attribute = _METADATA_ATTRIBUTES.get(key)
+        if attribute is not None and profile_action(int(tag_for_keyword(attribute))) not in (None, "K"):
+            continue
+        out[key] = value
+    return out
+
+
+def deidentify_template(template: Dataset) -> Dataset:
+    """A de-identified copy of a DICOM header (the basic profile, as :func:`deidentify` applies it to a file):
+    new UIDs from a random secret used once (not linkable to the source), a pseudonymous Patient's Name/ID, dates
+    removed or emptied, private, curve and overlay groups removed, Patient Identity Removed = YES."""
+    import copy
+
+    ds = copy.deepcopy(template)
+    state = _Deidentifier(secret=secrets.token_hex(32), date_shift_days=None, patient_id=None)
+    return _deidentify_dataset(ds, state)
+
+
+def deidentify_image(image: Image) -> Image:
+    """``image`` with metadata that holds no identifying values (:func:`deidentify_metadata`) and, for an image
+    read from DICOM, a de-identified header template (:func:`deidentify_template`) for a DICOM writer.
+
+    Voxels are not changed (burned-in text stays: use a pixel-cleaning tool for that).
+    """
+    meta = deidentify_metadata(image.metadata)
+    template = image.metadata.get("dicom_template")
+    if template is not None:
+        meta["dicom_template"] = deidentify_template(template)
+    return image.replace(metadata=meta)
+
+
+def keeps_identifiers(image: Image) -> bool:
+    """Whether ``image`` was opted into keeping identifying values when written (:data:`KEEP_IDENTIFIERS`)."""
+    return image.metadata.get(KEEP_IDENTIFIERS) is True
 
 
 def _dummy(vr: str) -> Any:
@@ -356,6 +439,25 @@ def _write_dataset(ds: Dataset, path: Path) -> None:
     ds.save_as(path, enforce_file_format=True)
 
 
+def _deidentify_to(ds: Dataset, state: _Deidentifier, dest: Path) -> None:
+    """De-identify ``ds`` and write it to ``dest``; a damaged value that pydicom cannot convert or write back
+    (hostile files: wrong VRs, command-set elements, values of the wrong type) raises _Unreadable and leaves no
+    file at ``dest``; a failing disk raises ImageWriteError."""
+    try:
+        _write_dataset(_deidentify_dataset(ds, state), dest)
+    except OSError as exc:
+        dest.unlink(missing_ok=True)
+        raise ImageWriteError("cannot write the de-identified file", path=dest, found=f"{type(exc).__name__}: {exc}",
+                              fix="check free disk space and permissions") from exc
+    except (_Unreadable, MemoryError):
+        dest.unlink(missing_ok=True)
+        raise
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types on damaged values
+        dest.unlink(missing_ok=True)
+        logger.debug("cannot de-identify/write a data set (%s)", type(exc).__name__)
+        raise _Unreadable(f"a value that cannot be de-identified or written back ({type(exc).__name__})") from exc
+
+
 def _ends_early(ds: Dataset, path: Path) -> bool:
     """True when the last top-level element of defined length does not end exactly at the end of the file."""
     keys = list(ds.keys())
@@ -368,8 +470,30 @@ def _ends_early(ds: Dataset, path: Path) -> bool:
     return int(tell) + int(length) != path.stat().st_size
 
 
-def _read_dicom(path: Path) -> Dataset | None:
-    """The data set in ``path``, fully decoded, or None when it is not a readable DICOM file."""
+#: deepest sequence nesting accepted (real objects, SR trees included, stay far below this)
+MAX_SEQUENCE_DEPTH = 64
+
+
+class _Unreadable(Exception):
+    """Internal: why a file is not de-identified (a short reason without identifying values)."""
+
+
+def _check_depth(ds: Dataset) -> None:
+    """Decode every value now, so a corrupt value fails here and not mid-write, without recursion: sequences
+    nested deeper than MAX_SEQUENCE_DEPTH are refused."""
+    stack = [(ds, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_SEQUENCE_DEPTH:
+            raise _Unreadable(f"sequences nested deeper than {MAX_SEQUENCE_DEPTH} levels")
+        for tag in list(item.keys()):
+            elem = item[tag]
+            if elem.VR == "SQ":
+                stack.extend((sub, depth + 1) for sub in (elem.value or ()))
+
+
+def _read_dicom(path: Path) -> Dataset:
+    """The data set in ``path``, fully decoded; raises _Unreadable when it is not a readable DICOM file."""
     import pydicom
     from pydicom.errors import InvalidDicomError
 
@@ -380,18 +504,27 @@ def _read_dicom(path: Path) -> Dataset | None:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             ds = pydicom.dcmread(path, force=not has_magic)
-        if any("end of file" in str(w.message).lower() for w in caught) or _ends_early(ds, path):
-            logger.debug("truncated DICOM file skipped")
-            return None
-        for _ in ds.iterall():  # decode every value now, so a corrupt value fails here and not mid-write
-            pass
-    except (InvalidDicomError, *_READ_ERRORS) as exc:
+            truncated = any("end of file" in str(w.message).lower() for w in caught) or _ends_early(ds, path)
+            if not truncated:
+                _check_depth(ds)
+                if getattr(ds, "file_meta", None) is not None:
+                    _check_depth(ds.file_meta)
+    except RecursionError as exc:
+        raise _Unreadable(f"sequences nested deeper than {MAX_SEQUENCE_DEPTH} levels") from exc
+    except _Unreadable:
+        raise
+    except MemoryError:
+        raise
+    except (InvalidDicomError, Exception) as exc:  # noqa: BLE001 - pydicom has no single base class
         logger.debug("not readable as DICOM (%s)", type(exc).__name__)
-        return None
+        raise _Unreadable(f"something pydicom cannot read as DICOM ({type(exc).__name__})") from exc
+    if truncated:
+        logger.debug("truncated DICOM file skipped")
+        raise _Unreadable("a DICOM file cut short")
     if "SOPClassUID" not in ds or "SOPInstanceUID" not in ds:
-        return None
+        raise _Unreadable("a file without SOP Class and Instance UIDs")
     if "Rows" in ds and not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
-        return None  # an image whose file ends before its pixel data: truncated
+        raise _Unreadable("an image cut before its pixel data")
     return ds
 
 
@@ -460,16 +593,31 @@ def _write_mapping(path: Path, state: _Deidentifier, files: dict[str, str]) -> N
         tmp.write_text(text, encoding="utf-8")
 
 
-def _plan_folder(root: Path) -> list[tuple[Path, Path]]:
-    """(input file, output path relative to the output root) for every file below ``root``, in sorted order.
+def _plan_folder(root: Path) -> tuple[list[tuple[Path, Path]], list[Path]]:
+    """(input file, output path relative to the output root) for every file below ``root``, in sorted order, and
+    the symbolic links below ``root`` that point outside it (never followed: they could pull another patient's
+    files into the output).
 
     Folders become ``dirNNN`` and files ``IMNNNNN.dcm``, numbered in the sorted order of their original names.
+    Linked folders are never entered.
     """
     plan: list[tuple[Path, Path]] = []
+    outside: list[Path] = []
+    real_root = root.resolve()
+
+    def inside(p: Path) -> bool:
+        return same_path(p.resolve(), real_root) or _is_inside(p.resolve(), real_root)
 
     def walk(src: Path, rel: Path) -> None:
         entries = sorted(src.iterdir(), key=lambda p: p.name)
-        files = [p for p in entries if p.is_file() and not p.name.startswith(".")]
+        files = []
+        for p in entries:
+            if p.name.startswith(".") or not p.is_file():
+                continue
+            if p.is_symlink() and not inside(p):
+                outside.append(p)
+                continue
+            files.append(p)
         dirs = [p for p in entries if p.is_dir() and not p.is_symlink() and not p.name.startswith(".")]
         for i, f in enumerate(files, start=1):
             plan.append((f, rel / f"IM{i:05d}.dcm"))
@@ -477,7 +625,7 @@ def _plan_folder(root: Path) -> list[tuple[Path, Path]]:
             walk(d, rel / f"dir{i:03d}")
 
     walk(root, Path())
-    return plan
+    return plan, outside
 
 
 def deidentify(
@@ -532,15 +680,20 @@ def deidentify(
     committed = False
     try:
         if inp.is_file():
-            ds = _read_dicom(inp)
-            if ds is None:
+            try:
+                ds = _read_dicom(inp)
+            except _Unreadable as exc:
                 raise ImageReadError(
                     "not a readable DICOM file", path=inp,
-                    expected="a DICOM file (with a SOP Class and Instance UID)",
-                    found="something pydicom cannot read as DICOM, or an image cut before its pixel data",
-                    fix="check the file, or give the folder that holds the DICOM files")
+                    expected="a DICOM file (with a SOP Class and Instance UID)", found=str(exc),
+                    fix="check the file, or give the folder that holds the DICOM files") from None
             with atomic_output(out, inputs=[inp], overwrite=False) as tmp:
-                _write_dataset(_deidentify_dataset(ds, state), tmp)
+                try:
+                    _deidentify_to(ds, state, tmp)
+                except _Unreadable as exc:
+                    raise ImageReadError(
+                        "not a readable DICOM file", path=inp, expected="a DICOM file whose values can be written",
+                        found=str(exc), fix="check the file, or give the folder that holds the DICOM files") from None
                 files_map[inp.name] = out.name
                 n_files = 1
                 if mapping is not None:
@@ -548,18 +701,33 @@ def deidentify(
                     mapping_written = True
         else:
             with atomic_output_dir(out, inputs=[inp]) as tmp_root:
-                for src, rel in _plan_folder(inp):
-                    ds = _read_dicom(src)
-                    if ds is None:
+                unreadable: list[tuple[Path, str]] = []
+                plan, outside = _plan_folder(inp)
+                if outside:
+                    n_skipped += len(outside)
+                    logger.warning("skipped %d symbolic link(s) pointing outside the input folder, e.g. %s",
+                                   len(outside), mask(outside[0].relative_to(inp).as_posix()))
+                for src, rel in plan:
+                    try:
+                        ds = _read_dicom(src)
+                    except _Unreadable as exc:
                         n_skipped += 1
-                        logger.warning("skipped a file that is not readable DICOM: %s",
-                                       mask(src.relative_to(inp).as_posix()))
+                        unreadable.append((src, str(exc)))
                         continue
                     dest = tmp_root / rel
                     dest.parent.mkdir(parents=True, exist_ok=True)
-                    _write_dataset(_deidentify_dataset(ds, state), dest)
+                    try:
+                        _deidentify_to(ds, state, dest)
+                    except _Unreadable as exc:
+                        n_skipped += 1
+                        unreadable.append((src, str(exc)))
+                        continue
                     files_map[src.relative_to(inp).as_posix()] = rel.as_posix()
                     n_files += 1
+                if unreadable and n_files:
+                    first, why = unreadable[0]
+                    logger.warning("skipped %d file(s) that are not readable DICOM, e.g. %s (%s)", len(unreadable),
+                                   mask(first.relative_to(inp).as_posix()), why)
                 if n_files == 0:
                     raise ImageReadError(
                         "no DICOM file found", path=inp, expected="a folder holding DICOM files",

@@ -9,7 +9,16 @@ This module owns everything medimg does with DICOM *images*:
   :class:`~medimg.core.image.Image` in LPS: slices sorted by their position along the slice normal, oblique
   orientation kept exactly, Rescale Slope/Intercept applied (CT in HU), compressed transfer syntaxes decoded by
   the pydicom pixel handlers. It refuses what other readers get silently wrong: a missing pixel spacing, missing
-  or unevenly spaced slices, mixed orientations or sizes, duplicate positions, sheared (gantry-tilt) stacks.
+  or unevenly spaced slices, mixed orientations or sizes, duplicate positions, sheared (gantry-tilt) stacks, a
+  Rescale Slope of 0 or NaN, a decoder that returns zeros for a damaged stream. Non-image objects (SEG, SR, RT,
+  PR, ...) are named, not read.
+
+Hostile files end in one :class:`~medimg.core.errors.DicomError`: every element is converted inside the reader's
+error handling (unknown VRs, bad value lengths, unknown transfer syntaxes, sequences nested deeper than 64 levels),
+decoder logging and warnings are captured (no tracebacks on stderr), a decoder's Rust panic is caught, and the
+size a header declares is checked against ``MEDIMG_MAX_BYTES`` and the bytes present before anything is decoded.
+Paths never leave the input: DICOMDIR references outside its folder are refused, symbolic links out of a scanned
+folder are not followed.
 * :func:`write_dicom_series` writes a single-channel image that came from DICOM back as one file per slice.
 
 DICOM patient coordinates are LPS, the library's space, so no axis flips happen here. Nothing in this module
@@ -18,24 +27,28 @@ logs patient-identifying values.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import multiprocessing as mp
 import os
 import struct
+import sys
 import tempfile
+import warnings
 import zipfile
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import pydicom
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.uid import UID
 
 from medimg.core.enums import Kind, Modality
 from medimg.core.errors import DicomError, InvalidParameterError, SeriesSelectionError
@@ -57,14 +70,35 @@ _SKIP_SUFFIXES = frozenset({
 })
 #: Files with these suffixes are expected to be DICOM: when they cannot be read, they are reported.
 _DICOM_SUFFIXES = frozenset({".dcm", ".dicom", ".dic", ".ima"})
-#: DICOM objects that are not images (or not images this reader turns into volumes).
-_NON_IMAGE_MODALITIES = frozenset({"SEG", "RTSTRUCT", "RTPLAN", "RTRECORD", "SR", "KO", "PR", "REG", "DOC"})
+#: DICOM objects that are not images (or not images this reader turns into volumes), by Modality.
+_NON_IMAGE_KINDS = {
+    "SEG": "Segmentation (SEG)", "SR": "Structured Report (SR)", "RTSTRUCT": "RT Structure Set (RTSTRUCT)",
+    "RTPLAN": "RT Plan (RTPLAN)", "RTDOSE": "RT Dose (RTDOSE)", "RTRECORD": "RT Treatment Record (RTRECORD)",
+    "RTIMAGE": "RT Image (RTIMAGE)", "PR": "Presentation State (PR)", "KO": "Key Object Selection (KO)",
+    "REG": "Spatial Registration (REG)", "DOC": "Encapsulated Document (DOC)", "ECG": "Waveform (ECG)",
+}
+_NON_IMAGE_MODALITIES = frozenset(_NON_IMAGE_KINDS)
+#: ... and by words in the SOP Class name (Modality may be missing or wrong).
+_NON_IMAGE_CLASSES = (
+    ("Segmentation Storage", "SEG"), ("SR Storage", "SR"), ("Structured Report", "SR"),
+    ("RT Structure Set", "RTSTRUCT"), ("RT Plan", "RTPLAN"), ("RT Ion Plan", "RTPLAN"), ("RT Dose", "RTDOSE"),
+    ("Treatment Record", "RTRECORD"), ("Presentation State", "PR"), ("Key Object Selection", "KO"),
+    ("Registration Storage", "REG"), ("Encapsulated", "DOC"), ("Waveform", "ECG"),
+)
 
-# Exceptions pydicom raises on malformed input (it has no single base class for them).
+# Exceptions pydicom raises on malformed input (it has no single base class for them: InvalidDicomError,
+# BytesLengthException, struct.error, NotImplementedError for unknown VRs, RecursionError, ...). Parsing a file
+# catches every Exception but MemoryError; this tuple is for the narrower places.
 _READ_ERRORS = (InvalidDicomError, OSError, EOFError, ValueError, KeyError, TypeError, AttributeError, IndexError,
-                struct.error, NotImplementedError, OverflowError)
-_DECODE_ERRORS = _READ_ERRORS + (RuntimeError,)
+                struct.error, NotImplementedError, OverflowError, RecursionError, UnicodeError)
 _DEFER_BYTES = 16 * 1024  # values larger than this are read lazily
+_MAX_SEQUENCE_DEPTH = 64
+#: Environment variable with the most bytes one decoded series may take (suffixes K, M, G, T allowed).
+MEMORY_BUDGET_ENV = "MEDIMG_MAX_BYTES"
+_DEFAULT_BUDGET_CAP = 8 * 1024**3
+_RESULTS_FIX = "reading SEG/SR comes with DICOM support for results (issue 14)"
+_DECOMPRESS_FIX = ("decompress it first, e.g. `gdcmconv --raw IN OUT` (GDCM) or `dcmdjpeg`/`dcmdrle`/`dcmdjpls` "
+                   "(DCMTK), and read the result")
 
 _GAP_FIX = 'pass on_gap="resample" (CLI --allow-gaps) to resample linearly onto an even grid, or find the missing files'
 _SELECT_FIX = "pass --series <index or SeriesInstanceUID> (read_dicom(..., series=...))"
@@ -133,9 +167,235 @@ def _is_multiframe(ds: Dataset) -> bool:
     return _n_frames(ds) > 1 or "PerFrameFunctionalGroupsSequence" in ds
 
 
+# ---- hostile input guards ----------------------------------------------------------------------------------
+class _Collect(logging.Handler):
+    def __init__(self, notes: list[str]) -> None:
+        super().__init__(logging.WARNING)
+        self.notes = notes
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.notes.append(record.getMessage().splitlines()[0] if record.getMessage() else "")
+
+
+@contextlib.contextmanager
+def _quiet_pydicom() -> Iterator[list[str]]:
+    """Keep pydicom's and its decoder plugins' chatter off stderr while parsing or decoding one file; yields the
+    list of what they reported (warnings and log messages, first line of each).
+
+    pydicom logs a full traceback (logger ``pydicom``, level ERROR) for every decoder plugin that fails and
+    warns (``warnings``) about invalid values; on a hostile file that is dozens of lines before medimg's one-line
+    error. Both are collected here (and logged at debug level); the error raised afterwards says what went wrong.
+    """
+    notes: list[str] = []
+    pd_logger = logging.getLogger("pydicom")
+    handler = _Collect(notes)
+    was_propagating = pd_logger.propagate
+    old_handlers = pd_logger.handlers[:]
+    if not logger.isEnabledFor(logging.DEBUG):
+        pd_logger.propagate = False
+        pd_logger.handlers = [handler]
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield notes
+            notes.extend(str(w.message).splitlines()[0] for w in caught if str(w.message))
+    finally:
+        pd_logger.propagate = was_propagating
+        pd_logger.handlers = old_handlers
+    for note in notes[:5]:
+        logger.debug("pydicom: %s", note)
+
+
+@contextlib.contextmanager
+def _native_stderr(enabled: bool) -> Iterator[list[str]]:
+    """Hold back what native decoders write straight to file descriptor 2 while they run (a Rust panic hook
+    prints 'thread ... panicked at ...' and a backtrace there, beyond Python's logging). Yields a list that
+    receives the captured text; the caller decides: on success the text is written back to stderr unchanged,
+    on failure it becomes part of the one-line error (and the debug log)."""
+    captured: list[str] = []
+    if not enabled:
+        yield captured
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no usable fd 2 (embedded interpreter): nothing to hold back
+        yield captured
+        return
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield captured
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            text = sink.read(64 * 1024).decode("utf-8", "replace")
+            if text:
+                captured.append(text)
+
+
+def _is_panic(exc: BaseException) -> bool:
+    """A Rust panic surfacing from a decoder (pyo3's PanicException derives from BaseException)."""
+    return type(exc).__name__ == "PanicException"
+
+
+def _memory_budget() -> int:
+    """Most bytes one decoded series may take: $MEDIMG_MAX_BYTES, else the smaller of 8 GiB and half the RAM."""
+    raw = os.environ.get(MEMORY_BUDGET_ENV, "").strip()
+    if raw:
+        scale = {"K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}.get(raw[-1].upper(), 1)
+        try:
+            value = int(float(raw[:-1] if scale > 1 else raw) * scale)
+        except ValueError:
+            value = -1
+        if value <= 0:
+            raise InvalidParameterError(
+                "invalid memory budget", parameter=MEMORY_BUDGET_ENV, expected="a positive number of bytes, e.g. 8G",
+                found=repr(raw), fix=f"set {MEMORY_BUDGET_ENV} to e.g. 16G, or unset it")
+        return value
+    try:
+        physical = int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, OSError, ValueError):  # pragma: no cover - not POSIX
+        return _DEFAULT_BUDGET_CAP
+    return min(_DEFAULT_BUDGET_CAP, physical // 2)
+
+
+def _human(n: int) -> str:
+    for unit, size in (("TiB", 1024**4), ("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{n} bytes"
+
+
+def _int_tag(ds: Dataset, keyword: str, default: int) -> int:
+    value = ds.get(keyword)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError, OverflowError):
+        return -1
+
+
+def _declared_bytes(ds: Dataset) -> int:
+    """Bytes the decoded frames of ``ds`` take as stored values (exact Python ints: no overflow)."""
+    rows, cols = _int_tag(ds, "Rows", 0), _int_tag(ds, "Columns", 0)
+    frames = _int_tag(ds, "NumberOfFrames", 1) or 1
+    samples = _int_tag(ds, "SamplesPerPixel", 1) or 1
+    bits = _int_tag(ds, "BitsAllocated", 16) or 16
+    return max(rows, 0) * max(cols, 0) * max(frames, 0) * max(samples, 0) * max((bits + 7) // 8, 1)
+
+
+def _check_declared_size(ds: Dataset, path: Path) -> None:
+    """Refuse, before anything is decoded or looped over, a header that declares more than the memory budget, or
+    (uncompressed) more pixel bytes than the file holds, or (compressed) more frames than it can hold."""
+    rows, cols = _int_tag(ds, "Rows", 0), _int_tag(ds, "Columns", 0)
+    frames = _int_tag(ds, "NumberOfFrames", 1) or 1
+    samples = _int_tag(ds, "SamplesPerPixel", 1) or 1
+    bits = _int_tag(ds, "BitsAllocated", 16) or 16
+    if min(rows, cols) <= 0 or frames < 0 or samples < 0 or bits < 0 or bits > 64:
+        raise DicomError("invalid image size in the header", path=path,
+                         expected="positive Rows, Columns, NumberOfFrames, SamplesPerPixel and BitsAllocated <= 64",
+                         found=f"Rows {ds.get('Rows')}, Columns {ds.get('Columns')}, NumberOfFrames "
+                               f"{ds.get('NumberOfFrames', 1)}, BitsAllocated {ds.get('BitsAllocated')}",
+                         fix="the header is damaged; repair or remove the file")
+    declared = _declared_bytes(ds)
+    budget = _memory_budget()
+    if declared > budget:
+        raise DicomError(
+            "declared image size exceeds the memory budget", path=path,
+            expected=f"at most {_human(budget)} ({MEMORY_BUDGET_ENV}={budget})",
+            found=f"{cols}x{rows} x {frames} frame(s) x {samples} sample(s) x {bits} bits = {_human(declared)}",
+            fix=f"if this is a real image, raise {MEMORY_BUDGET_ENV} (e.g. {MEMORY_BUDGET_ENV}=32G) on a machine with "
+                "enough memory; otherwise the header is damaged or hostile")
+    raw = getattr(ds, "_dict", {}).get(0x7FE00010)
+    length = getattr(raw, "length", None)
+    if length is None:
+        return
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    compressed = length == 0xFFFFFFFF or bool(syntax is not None and syntax.is_transfer_syntax
+                                              and syntax.is_compressed)
+    if not compressed:
+        needed = (rows * cols * frames * samples * bits + 7) // 8
+        if length < needed:
+            raise DicomError(
+                "pixel data shorter than the header declares", path=path,
+                expected=f"{needed} bytes for {cols}x{rows} x {frames} frame(s) x {samples} sample(s) x {bits} bits",
+                found=f"{length} bytes", fix="the file is truncated or its header is damaged; copy it again")
+    elif frames > 1:
+        size = path.stat().st_size
+        if frames * 8 > size:  # every compressed frame needs at least one 8-byte item header
+            raise DicomError("more frames declared than the file can hold", path=path,
+                             expected=f"at most {size // 8} frames in {size} bytes", found=f"NumberOfFrames {frames}",
+                             fix="the header is damaged or hostile; repair or remove the file")
+
+
+def _check_transfer_syntax(ds: Dataset, path: Path) -> None:
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if syntax is None:
+        return
+    uid = UID(str(syntax).strip().rstrip("\0"))
+    if not uid.is_transfer_syntax:
+        raise DicomError(
+            "unknown transfer syntax", path=path, expected="a DICOM transfer syntax UID (1.2.840.10008.1.2...)",
+            found=f"'{str(uid)[:64]}'", fix="the file meta header is damaged or uses a private encoding; convert "
+            "the file to Explicit VR Little Endian with the software that wrote it (or `gdcmconv --raw`)")
+
+
+#: The attributes this reader uses (geometry, values, grouping, metadata): converted when a header is probed.
+_READER_KEYWORDS = (
+    "SOPClassUID", "Modality", "SeriesInstanceUID", "StudyInstanceUID", "FrameOfReferenceUID", "SeriesDescription",
+    "SeriesNumber", "Rows", "Columns", "NumberOfFrames", "SamplesPerPixel", "BitsAllocated", "BitsStored",
+    "HighBit", "PixelRepresentation", "PhotometricInterpretation", "PlanarConfiguration", "PixelSpacing",
+    "ImagerPixelSpacing", "NominalScannedPixelSpacing", "ImageOrientationPatient", "ImagePositionPatient",
+    "SliceThickness", "SpacingBetweenSlices", "GridFrameOffsetVector", "RescaleSlope", "RescaleIntercept",
+    "WindowCenter", "WindowWidth", "Manufacturer", "KVP", "RepetitionTime", "EchoTime", "MagneticFieldStrength",
+    "ConvolutionKernel", "BodyPartExamined", "SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence",
+)
+_READER_TAGS = frozenset(int(pydicom.datadict.tag_for_keyword(k)) for k in _READER_KEYWORDS)
+
+
+def _force_parse(ds: Dataset, path: Path, tags: frozenset[int] | None = None) -> None:
+    """Convert elements now (pydicom converts lazily), so that a bad VR or value length fails inside the reader's
+    error handling instead of later: the top-level ``tags`` (all when None) and everything nested in them, at most
+    _MAX_SEQUENCE_DEPTH deep. Deferred pixel data is left unread."""
+    stack = [(ds, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > _MAX_SEQUENCE_DEPTH:
+            raise DicomError("sequences nested too deeply", path=path,
+                             expected=f"at most {_MAX_SEQUENCE_DEPTH} levels", found="more",
+                             fix="the file is damaged or hostile; remove it")
+        for tag in list(item.keys()):
+            if depth == 0 and (int(tag) in _PIXEL_TAG_SET or (tags is not None and int(tag) not in tags)):
+                continue
+            elem = item[tag]
+            if elem.VR == "SQ":
+                stack.extend((sub, depth + 1) for sub in (elem.value or ()))
+
+
+def _non_image_kind(ds: Dataset) -> str | None:
+    """What a non-image object is ('Segmentation (SEG)', ...) from its Modality or SOP Class; None for images."""
+    modality = _str(ds, "Modality").upper()
+    if modality in _NON_IMAGE_KINDS:
+        return _NON_IMAGE_KINDS[modality]
+    sop = _str(ds, "SOPClassUID") or _str(getattr(ds, "file_meta", Dataset()), "MediaStorageSOPClassUID")
+    name = UID(sop).name if sop else ""
+    for words, code in _NON_IMAGE_CLASSES:
+        if words.lower() in name.lower():
+            return _NON_IMAGE_KINDS[code]
+    return None
+
+
 # ---- file discovery ----------------------------------------------------------------------------------------
 class _Skip(Exception):
-    """Internal: the file is not a DICOM image and is skipped silently."""
+    """Internal: the file is not a DICOM image and is skipped silently; ``kind`` names a non-image DICOM object
+    (e.g. 'Segmentation (SEG)')."""
+
+    def __init__(self, kind: str | None = None) -> None:
+        super().__init__(kind or "")
+        self.kind = kind
 
 
 def _probe(path: Path) -> Dataset:
@@ -157,24 +417,35 @@ def _probe(path: Path) -> Dataset:
         raise DicomError("DICOM file is empty", path=path, expected="a DICOM file", found="0 bytes",
                          fix="copy the file again; it was probably truncated")
     try:
-        # Large values (pixel data) are deferred: read from the file only when the series is loaded, so the
-        # header parsed here is reused by _load instead of parsing every file twice.
-        ds = pydicom.dcmread(path, defer_size=_DEFER_BYTES, force=not has_magic)
-        rows = ds.get("Rows")
-        cols = ds.get("Columns")
-        uid = ds.get("SeriesInstanceUID")
-        modality = _str(ds, "Modality").upper()
-    except _READ_ERRORS as exc:
+        with _quiet_pydicom():
+            # Large values (pixel data) are deferred: read from the file only when the series is loaded, so the
+            # header parsed here is reused by _load instead of parsing every file twice.
+            ds = pydicom.dcmread(path, defer_size=_DEFER_BYTES, force=not has_magic)
+            _check_transfer_syntax(ds, path)
+            _force_parse(ds, path, _READER_TAGS)  # a bad VR or value length fails here, not later
+            rows = ds.get("Rows")
+            cols = ds.get("Columns")
+            uid = ds.get("SeriesInstanceUID")
+            kind = _non_image_kind(ds)
+    except DicomError:
+        raise
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - see _READ_ERRORS
         raise DicomError("unreadable DICOM file", path=path, expected="a valid DICOM file",
-                         found=f"{type(exc).__name__}: {exc}",
+                         found=f"{type(exc).__name__}: {str(exc)[:200]}",
                          fix="the file is damaged or truncated; copy it again or remove it") from exc
-    if rows is None or cols is None or modality in _NON_IMAGE_MODALITIES:
+    if kind is not None:
+        logger.debug("skipping non-image DICOM object %s (%s)", path, kind)
+        raise _Skip(kind)
+    if rows is None or cols is None:
         if not has_magic:
             raise DicomError("unreadable DICOM file", path=path, expected="a DICOM image",
                              found="no DICOM header (no 'DICM' prefix, no image tags)",
                              fix="remove the file or give the folder of a DICOM series")
-        logger.debug("skipping non-image DICOM object %s (modality %s)", path, modality or "?")
+        logger.debug("skipping non-image DICOM object %s", path)
         raise _Skip
+    _check_declared_size(ds, path)
     if not uid:
         logger.debug("%s has no SeriesInstanceUID; grouped by folder, frame of reference and description", path)
     return ds
@@ -191,35 +462,66 @@ def _group_key(path: Path, ds: Dataset) -> str:
 
 
 def _dicomdir_files(path: Path) -> list[Path]:
-    """Image files referenced by a DICOMDIR."""
+    """Image files referenced by a DICOMDIR; refuses a reference that resolves outside the DICOMDIR's folder."""
     try:
-        ds = pydicom.dcmread(path)
-        records = ds.DirectoryRecordSequence
-    except _READ_ERRORS as exc:
-        raise DicomError("unreadable DICOMDIR", path=path, found=f"{type(exc).__name__}: {exc}",
+        with _quiet_pydicom():
+            ds = pydicom.dcmread(path)
+            records = list(ds.DirectoryRecordSequence)
+            refs = [rec.get("ReferencedFileID") for rec in records]
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - see _READ_ERRORS
+        raise DicomError("unreadable DICOMDIR", path=path, found=f"{type(exc).__name__}: {str(exc)[:200]}",
                          fix="give the folder that holds the DICOM files instead") from exc
+    root = path.parent.resolve()
     files = []
-    for rec in records:
-        ref = rec.get("ReferencedFileID")
+    for ref in refs:
         if ref is None:
             continue
-        parts = [str(p) for p in (ref if isinstance(ref, (list, tuple, pydicom.multival.MultiValue)) else [ref])]
-        if any(p in ("..", "") for p in parts):
-            logger.warning("DICOMDIR %s references a file outside its folder; skipped", path)
-            continue
+        values = ref if isinstance(ref, (list, tuple, pydicom.multival.MultiValue)) else [ref]
+        # each value is one path component; split anyway, since hostile files put 'a/../..' into one value
+        parts = [q for v in values for q in str(v).replace("\\", "/").split("/")]
+        text = "\\".join(str(v) for v in values)[:120]
+        if str(values[0]).startswith(("/", "\\")) or (len(str(values[0])) > 1 and str(values[0])[1] == ":") \
+                or any(q in ("..", "") for q in parts):
+            raise _outside_dicomdir(path, text)
         f = path.parent.joinpath(*parts)
         if not f.exists():  # file systems that changed the case of names
-            alt = path.parent.joinpath(*[p.lower() for p in parts])
+            alt = path.parent.joinpath(*[q.lower() for q in parts])
             f = alt if alt.exists() else f
+        if not _is_within(f.resolve(), root):  # a symbolic link inside the folder that points out of it
+            raise _outside_dicomdir(path, text)
         files.append(f)
     return files
 
 
-def _iter_files(root: Path) -> Iterable[Path]:
+def _outside_dicomdir(path: Path, ref: str) -> DicomError:
+    return DicomError("DICOMDIR references a file outside its folder", path=path,
+                      expected="ReferencedFileID relative to the DICOMDIR's folder, without '..'", found=f"'{ref}'",
+                      fix="the DICOMDIR is damaged or hostile; give the folder that holds the DICOM files instead")
+
+
+def _is_within(child: Path, root: Path) -> bool:
+    try:
+        child.relative_to(root)
+    except ValueError:
+        return False
+    return True
+
+
+def _iter_files(root: Path, outside: list[Path] | None = None) -> Iterable[Path]:
+    """Files below ``root`` in sorted order; symbolic links that resolve outside ``root`` are not followed (they
+    are appended to ``outside``), and linked folders are never entered."""
+    real_root = root.resolve()
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for fn in sorted(filenames):
-            yield Path(dirpath) / fn
+            f = Path(dirpath) / fn
+            if f.is_symlink() and not _is_within(f.resolve(), real_root):
+                if outside is not None:
+                    outside.append(f)
+                continue
+            yield f
 
 
 def _is_zip(path: Path) -> bool:
@@ -232,12 +534,24 @@ class _Found:
     problems: list[DicomError]
     n_seen: int
     headers: dict[Path, Dataset]
+    non_images: dict[str, int]
+
+    def log_problems(self, where: Path) -> None:
+        """One warning for the unreadable files of a scan that found images (not one line per file)."""
+        if len(self.problems) == 1:
+            logger.warning("%s", self.problems[0])
+        elif self.problems:
+            first = self.problems[0]
+            logger.warning("%s: %d files are not readable DICOM and were skipped, e.g. '%s' (%s)", where,
+                           len(self.problems), first.path, first.what)
 
 
 def _scan(root: Path) -> _Found:
     """Scan a file, folder or DICOMDIR (no zip) and group image headers by series."""
     problems: list[DicomError] = []
     headers: list[tuple[Path, Dataset]] = []
+    outside: list[Path] = []
+    non_images: dict[str, int] = {}
     if root.is_file():
         if root.name.upper() == "DICOMDIR":
             candidates = _dicomdir_files(root)
@@ -245,20 +559,29 @@ def _scan(root: Path) -> _Found:
             try:
                 headers.append((root, _probe(root)))
             except _Skip as exc:
+                if exc.kind is not None:
+                    raise DicomError(f"{root.name} is a DICOM {exc.kind} object, not an image", path=root,
+                                     expected="a DICOM image", found=f"a {exc.kind} object",
+                                     fix=_RESULTS_FIX) from exc
                 raise DicomError("not a DICOM image file", path=root, expected="a DICOM image",
                                  found="a file without a DICOM image header",
                                  fix="give a DICOM file, a series folder, a DICOMDIR or a .zip") from exc
             candidates = []
     else:
-        candidates = list(_iter_files(root))
+        candidates = list(_iter_files(root, outside))
+        if outside:
+            logger.warning("%s: %d symbolic link(s) point outside the input folder and were not followed, e.g. %s",
+                           root, len(outside), outside[0].relative_to(root))
     n_seen = len(candidates) + len(headers)
     for f in candidates:
         try:
             headers.append((f, _probe(f)))
-        except _Skip:
+        except _Skip as exc:
+            if exc.kind is not None:
+                non_images[exc.kind] = non_images.get(exc.kind, 0) + 1
             logger.debug("skipping non-DICOM file %s", f)
         except DicomError as exc:
-            logger.warning("%s", exc)
+            logger.debug("%s", exc)
             problems.append(exc)
 
     groups: dict[str, list[tuple[Path, Dataset]]] = {}
@@ -292,7 +615,7 @@ def _scan(root: Path) -> _Found:
             ))
     series.sort(key=lambda s: (s.study_uid, s.series_number if s.series_number is not None else 1 << 30,
                                s.description, s.series_uid, str(s.files[0])))
-    return _Found(series, problems, n_seen, dict(headers))
+    return _Found(series, problems, n_seen, dict(headers), non_images)
 
 
 def _no_images_error(path: Path, found: _Found) -> DicomError:
@@ -300,8 +623,12 @@ def _no_images_error(path: Path, found: _Found) -> DicomError:
     if found.problems:
         first = found.problems[0]
         detail += f"; {len(found.problems)} unreadable, e.g. '{first.path}' ({first.what})"
+    fix = "give the folder of a DICOM series (files with a 'DICM' header), a DICOMDIR or a .zip"
+    if found.non_images:
+        detail += "; " + ", ".join(f"{n} {kind} object(s)" for kind, n in sorted(found.non_images.items()))
+        fix = _RESULTS_FIX + "; for images, " + fix
     return DicomError("no DICOM images found", path=path, expected="at least one DICOM image file", found=detail,
-                      fix="give the folder of a DICOM series (files with a 'DICM' header), a DICOMDIR or a .zip")
+                      fix=fix)
 
 
 def scan_dicom(path: str | os.PathLike[str]) -> list[SeriesInfo]:
@@ -336,7 +663,8 @@ def scan_dicom(path: str | os.PathLike[str]) -> list[SeriesInfo]:
         series = found.series
     if not series:
         raise _no_images_error(p, found)
-    logger.info("found %d DICOM series under %s", len(series), p)
+    found.log_problems(p)
+    logger.log(logging.INFO if found.n_seen > 1 else logging.DEBUG, "found %d DICOM series under %s", len(series), p)
     return series
 
 
@@ -345,7 +673,10 @@ def _selection_list(series: Sequence[SeriesInfo]) -> list[dict[str, Any]]:
 
 
 def _describe(series: Sequence[SeriesInfo]) -> str:
-    return "; ".join(f"[{i}] '{s.description or '?'}' {s.modality or '?'} {s.columns}x{s.rows}x{s.n_frames}"
+    """The series for an error message: index, modality, size and SeriesNumber; no SeriesDescription (free text
+    that may identify the patient: ``medimg info --show-identifiers`` prints it)."""
+    return "; ".join(f"[{i}] {s.modality or '?'} {s.columns}x{s.rows}x{s.n_frames}"
+                     + (f" series {s.series_number}" if s.series_number is not None else "")
                      for i, s in enumerate(series))
 
 
@@ -458,15 +789,34 @@ def _window(*sources: Dataset | None) -> tuple[float, float] | None:
     return None
 
 
-def _rescale(*sources: Dataset | None) -> tuple[float, float]:
+def _rescale(*sources: Dataset | None, path: Path) -> tuple[float, float]:
+    """(slope, intercept) from the first source that states either; a slope of 0, or a value that is not a finite
+    number, is refused (treating it as 1 would give wrong values without a word)."""
     for src in sources:
         if src is None:
             continue
-        slope = _first_float(src.get("RescaleSlope"))
-        intercept = _first_float(src.get("RescaleIntercept"))
-        if slope is not None or intercept is not None:
-            return (1.0 if slope is None or slope == 0 else slope, 0.0 if intercept is None else intercept)
+        raw_slope, raw_intercept = src.get("RescaleSlope"), src.get("RescaleIntercept")
+        if _empty(raw_slope) and _empty(raw_intercept):
+            continue
+        slope = 1.0 if _empty(raw_slope) else _first_float(raw_slope)
+        intercept = 0.0 if _empty(raw_intercept) else _first_float(raw_intercept)
+        if slope is None or slope == 0 or intercept is None:
+            raise DicomError(
+                "invalid Rescale Slope/Intercept", path=path,
+                expected="a finite, non-zero RescaleSlope and a finite RescaleIntercept",
+                found=f"RescaleSlope {_show(raw_slope)}, RescaleIntercept {_show(raw_intercept)}",
+                fix="repair the header (RescaleSlope 1 and RescaleIntercept 0 if the stored values are already in "
+                    "the modality's units); values would be wrong otherwise")
+        return slope, intercept
     return (1.0, 0.0)
+
+
+def _empty(value: Any) -> bool:
+    return value is None or (isinstance(value, (str, bytes, list, tuple, pydicom.multival.MultiValue)) and not value)
+
+
+def _show(value: Any) -> str:
+    return "absent" if _empty(value) else repr(str(value))[:40]
 
 
 def _item(seq_owner: Dataset | None, keyword: str) -> Dataset | None:
@@ -480,7 +830,7 @@ def _item(seq_owner: Dataset | None, keyword: str) -> Dataset | None:
 
 def _classic_slice(ds: Dataset, path: Path) -> _Slice:
     ps, source = _pixel_spacing(ds)
-    slope, intercept = _rescale(ds)
+    slope, intercept = _rescale(ds, path=path)
     return _Slice(
         path=path, frame=None, rows=int(ds.Rows), columns=int(ds.Columns),
         iop=_floats(ds.get("ImageOrientationPatient"), 6), ipp=_floats(ds.get("ImagePositionPatient"), 3),
@@ -521,7 +871,7 @@ def _multiframe_slices(ds: Dataset, path: Path, user_sz: float | None) -> tuple[
         ori = group("PlaneOrientationSequence")
         pos = group("PlanePositionSequence")
         ps, source = _pixel_spacing(group("PixelMeasuresSequence"), ds)
-        slope, intercept = _rescale(group("PixelValueTransformationSequence"), ds)
+        slope, intercept = _rescale(group("PixelValueTransformationSequence"), ds, path=path)
         slices.append(_Slice(
             path=path, frame=k, rows=rows, columns=cols,
             iop=_floats((ori or ds).get("ImageOrientationPatient"), 6),
@@ -569,6 +919,7 @@ class _Stack:
     spacing: tuple[float, float, float]
     spacing_source: str
     gaps: list[int]  # indices i where the distance between sorted slices i and i+1 is off
+    z_source: str = "positions"  # where the slice spacing came from: positions, SliceThickness, user, default_1mm
 
 
 def _orientation(slices: list[_Slice], where: Path) -> np.ndarray:
@@ -642,9 +993,14 @@ def _stack(slices: list[_Slice], where: Path, user_spacing: tuple[float, float, 
     normal = direction[:, 2]
     if len(slices) == 1:
         origin = s0.ipp if s0.ipp is not None else np.zeros(3)
-        sz = user_spacing[2] if user_spacing is not None else (single_sz or 1.0)
+        if user_spacing is not None:
+            sz, z_source = user_spacing[2], "user"
+        elif single_sz is not None and single_sz > 0:
+            sz, z_source = single_sz, "SliceThickness"
+        else:
+            sz, z_source = 1.0, "default_1mm"
         return _Stack(np.array([0]), np.array([float(origin @ normal)]), direction, np.asarray(origin, float),
-                      (float(sx), float(sy), float(sz)), source, [])
+                      (float(sx), float(sy), float(sz)), source, [], z_source)
     if any(s.ipp is None for s in slices):
         bad = next(s for s in slices if s.ipp is None)
         raise DicomError("slice without ImagePositionPatient", path=bad.path, expected="the tag in every slice",
@@ -715,13 +1071,24 @@ def _resample_even(values: np.ndarray, positions: np.ndarray, step: float) -> tu
 # ---- pixels ------------------------------------------------------------------------------------------------
 def _read_full(path: Path) -> Dataset:
     try:
-        return pydicom.dcmread(path, force=True)
-    except _READ_ERRORS as exc:
-        raise DicomError("unreadable DICOM file", path=path, found=f"{type(exc).__name__}: {exc}",
+        with _quiet_pydicom():
+            ds = pydicom.dcmread(path, force=True)
+            _check_transfer_syntax(ds, path)
+            _force_parse(ds, path)
+    except DicomError:
+        raise
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - see _READ_ERRORS
+        raise DicomError("unreadable DICOM file", path=path, found=f"{type(exc).__name__}: {str(exc)[:200]}",
                          fix="the file is damaged or truncated; copy it again or remove it") from exc
+    _check_declared_size(ds, path)
+    return ds
 
 
 _PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
+_PIXEL_TAG_SET = frozenset(_PIXEL_TAGS)
+_JPEG_SOF_MARKERS = (b"\xff\xc0", b"\xff\xc1", b"\xff\xc2", b"\xff\xc3", b"\xff\xf7")
 
 
 def _fetch_deferred_pixels(ds: Dataset, path: Path) -> None:
@@ -746,22 +1113,114 @@ def _fetch_deferred_pixels(ds: Dataset, path: Path) -> None:
         raw_dict[tag] = raw._replace(value=data)
 
 
+def _decode_failure(syntax: str, exc: BaseException) -> tuple[str, str]:
+    """(short reason, fix) for a decoder failure: the first plugin's message, on one line."""
+    text = " ".join(str(exc).split())
+    marker = "plugins:"
+    if marker in text:
+        text = text.split(marker, 1)[1].strip()
+    reason = f"{type(exc).__name__}: {text[:160]}" if not _is_panic(exc) else f"decoder panicked: {text[:160]}"
+    lowered = text.lower()
+    if "missing required dependencies" in lowered or "no pixel data decoders" in lowered \
+            or "plugins are available" in lowered:
+        fix = ("install the decoders: pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg pylibjpeg-rle; "
+               "or " + _DECOMPRESS_FIX)
+    else:
+        fix = "the pixel data are damaged or use a variant the installed decoders do not support; " + _DECOMPRESS_FIX
+    return reason, fix
+
+
+def _syntax_label(ds: Dataset) -> str:
+    uid = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if uid is None:
+        return "an unstated transfer syntax"
+    name = uid.name if uid.is_transfer_syntax else ""
+    return f"{name} ({uid})" if name and name != str(uid) else str(uid)
+
+
 def _decode(ds: Dataset, path: Path) -> np.ndarray:
     _fetch_deferred_pixels(ds, path)
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         raise DicomError("DICOM file has no pixel data", path=path, expected="an image with PixelData",
                          found="no PixelData element (truncated?)", fix="copy the file again or remove it")
-    ts = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "unknown"))
+    syntax = _syntax_label(ds)
+    uid = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    native = bool(uid is not None and uid.is_transfer_syntax and uid.is_compressed)
+    failed = False
+    printed: list[str] = []
     try:
-        arr = ds.pixel_array
-    except _DECODE_ERRORS as exc:
-        raise DicomError(
-            "cannot decode pixel data", path=path, expected="decodable pixel data",
-            found=f"transfer syntax {ts}: {type(exc).__name__}: {exc}",
-            fix="the file may be truncated; for compressed data install pylibjpeg, pylibjpeg-openjpeg, "
-                "pylibjpeg-libjpeg and pylibjpeg-rle",
-        ) from exc
-    return np.asarray(arr)
+        with _native_stderr(native) as printed, _quiet_pydicom() as notes:
+            try:
+                arr = np.asarray(ds.pixel_array)
+            except BaseException:
+                failed = True
+                raise
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - decoder plugins raise anything; all mean "cannot decode"
+        reason, fix = _decode_failure(syntax, exc)
+        _log_native(printed)
+        raise DicomError(f"cannot decode pixel data ({syntax})", path=path, expected="decodable pixel data",
+                         found=reason, fix=fix) from exc
+    except BaseException as exc:
+        if not _is_panic(exc):  # KeyboardInterrupt, SystemExit: never swallowed
+            raise
+        reason, fix = _decode_failure(syntax, exc)
+        _log_native(printed)
+        raise DicomError(f"cannot decode pixel data ({syntax})", path=path, expected="decodable pixel data",
+                         found=reason, fix=fix) from None
+    finally:
+        if not failed:  # nothing went wrong: what the decoder printed is not ours to hide
+            for text in printed:
+                sys.stderr.write(text)
+    notes.extend(line for text in printed for line in text.splitlines()[:1])
+    _check_decoded(ds, arr, path, syntax, notes)
+    return arr
+
+
+def _log_native(printed: list[str]) -> None:
+    for text in printed:
+        logger.debug("decoder output: %s", " ".join(text.split())[:500])
+
+
+def _check_decoded(ds: Dataset, arr: np.ndarray, path: Path, syntax: str, notes: list[str]) -> None:
+    """Refuse what a decoder returned without raising but cannot be the image: too few values, or an all-zero
+    frame from compressed data whose stream is clearly not empty of content (garbage JPEG-LS decodes to zeros)."""
+    rows, cols = _int_tag(ds, "Rows", 0), _int_tag(ds, "Columns", 0)
+    frames = _int_tag(ds, "NumberOfFrames", 1) or 1
+    samples = _int_tag(ds, "SamplesPerPixel", 1) or 1
+    expected = rows * cols * frames * samples
+    if arr.size < expected:
+        raise DicomError(f"decoded pixel data are too short ({syntax})", path=path,
+                         expected=f"{expected} values", found=f"{arr.size} values",
+                         fix="the compressed stream is damaged; " + _DECOMPRESS_FIX)
+    uid = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if uid is None or not uid.is_transfer_syntax or not uid.is_compressed or arr.size == 0 or np.any(arr):
+        return
+    if notes or not _stream_is_valid(ds, uid):
+        what = f"the decoder reported '{notes[0][:100]}'" if notes else "the stream has no valid codestream header"
+        raise DicomError(f"compressed pixel data decoded to an all-zero image ({syntax})", path=path,
+                         expected="a compressed stream the decoder accepts", found=f"only zeros; {what}",
+                         fix="the compressed stream is damaged; " + _DECOMPRESS_FIX)
+
+
+def _stream_is_valid(ds: Dataset, uid: UID) -> bool:
+    """Whether the first frame of encapsulated pixel data has the markers of the codestream its syntax names (a
+    decoder fed a header followed by garbage may return zeros without a word: pylibjpeg-libjpeg on JPEG-LS)."""
+    from pydicom.encaps import generate_frames
+
+    try:
+        first = next(generate_frames(ds.PixelData, number_of_frames=_n_frames(ds)))
+    except (StopIteration, *_READ_ERRORS):
+        return False
+    name = uid.name.upper()
+    if "JPEG 2000" in name or "HTJ2K" in name:  # SOC + SIZ, and a tile (SOT) to decode
+        if first[:12] == b"\x00\x00\x00\x0cjP  \r\n\x87\n":  # JP2 file format
+            return b"\xff\x4f\xff\x51" in first and b"\xff\x90" in first
+        return first[:4] == b"\xff\x4f\xff\x51" and b"\xff\x90" in first
+    if "JPEG" in name:  # baseline, extended, lossless, JPEG-LS: SOI, a start-of-frame and a start-of-scan marker
+        return first[:2] == b"\xff\xd8" and any(m in first for m in _JPEG_SOF_MARKERS) and b"\xff\xda" in first
+    return True
 
 
 def _frames(ds: Dataset, path: Path, n_frames: int, rgb: bool) -> np.ndarray:
@@ -941,6 +1400,15 @@ def _load(info: SeriesInfo, *, source: Path, where: Path, user_spacing: tuple[fl
           on_gap: str, headers: dict[Path, Dataset] | None = None) -> Image:
     headers = headers or {}
     datasets = [(headers[f] if f in headers else _read_full(f), f) for f in info.files]
+    total = sum(_declared_bytes(ds) for ds, _ in datasets)
+    budget = _memory_budget()
+    if total > budget:
+        raise DicomError(
+            "the series is larger than the memory budget", path=where,
+            expected=f"at most {_human(budget)} ({MEMORY_BUDGET_ENV}={budget})",
+            found=f"{len(datasets)} file(s) declaring {_human(total)} of pixel data",
+            fix=f"raise {MEMORY_BUDGET_ENV} (e.g. {MEMORY_BUDGET_ENV}=32G) on a machine with enough memory, or read "
+                "a smaller part of the series")
     photometric = _str(datasets[0][0], "PhotometricInterpretation", "MONOCHROME2").upper()
     samples = int(datasets[0][0].get("SamplesPerPixel", 1) or 1)
     rgb = samples == 3
@@ -967,7 +1435,7 @@ def _load(info: SeriesInfo, *, source: Path, where: Path, user_spacing: tuple[fl
         slices = [_classic_slice(ds, f) for ds, f in datasets]
         frames = None
         first_ds = None
-    single_sz = _first_float((first_ds or datasets[0][0]).get("SliceThickness"))
+    single_sz = _first_float(_acquisition_source(first_ds or datasets[0][0]).get("SliceThickness"))
     stack = _stack(slices, where, user_spacing, single_sz)
     if stack.gaps and on_gap == "error":
         raise _gap_error(stack, slices, where)
@@ -1003,6 +1471,18 @@ def _load(info: SeriesInfo, *, source: Path, where: Path, user_spacing: tuple[fl
         logger.warning("%s: %d irregular slice gaps resampled linearly to %.4g mm", where, len(stack.gaps), new_sz)
     geometry = Geometry(spacing=spacing, origin=stack.origin, direction=stack.direction)
     meta_ds = first_ds
+    try:  # this header is copied whole into the writer's template: every element must be readable
+        with _quiet_pydicom():
+            _force_parse(meta_ds, where)
+            if getattr(meta_ds, "file_meta", None) is not None:
+                _force_parse(meta_ds.file_meta, where)
+    except DicomError:
+        raise
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - see _READ_ERRORS
+        raise DicomError("unreadable DICOM header", path=where, found=f"{type(exc).__name__}: {str(exc)[:200]}",
+                         fix="the file is damaged; repair or remove it") from exc
     metadata: dict[str, Any] = {
         "source_format": "dicom",
         "source_path": str(source),
@@ -1022,6 +1502,12 @@ def _load(info: SeriesInfo, *, source: Path, where: Path, user_spacing: tuple[fl
         # Private to medimg.io (used by write_dicom_series); a pydicom Dataset, not JSON-able.
         "dicom_template": _template(meta_ds),
     }
+    metadata["spacing_source_z"] = stack.z_source
+    if stack.z_source == "default_1mm":
+        z_note = ("single slice without SliceThickness: a slice thickness of 1 mm is assumed (volumes in mL are "
+                  "not physical; pass spacing=(sx, sy, sz), CLI --spacing, if you know it)")
+        note = f"{note}; {z_note}" if note else z_note
+        logger.warning("%s: %s", where, z_note)
     if note:
         metadata["geometry_note"] = note
     logger.info("read DICOM series (%s, %d slices, %s) from %s", metadata["modality"], vox.shape[1],
@@ -1097,11 +1583,13 @@ def read_dicom(
             found = _scan(root)
             if not found.series:
                 raise _no_images_error(p, found)
+            found.log_problems(p)
             info = _select(found.series, series, p)
             return _load(info, source=p, where=p, user_spacing=user_spacing, on_gap=on_gap, headers=found.headers)
     found = _scan(p)
     if not found.series:
         raise _no_images_error(p, found)
+    found.log_problems(p)
     info = _select(found.series, series, p)
     where = info.files[0].parent if len(info.files) > 1 else info.files[0]
     return _load(info, source=p, where=where, user_spacing=user_spacing, on_gap=on_gap, headers=found.headers)

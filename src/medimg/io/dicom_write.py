@@ -31,6 +31,10 @@ _ENHANCED_TO_CLASSIC = {
     "1.2.840.10008.5.1.4.1.1.4.1": "1.2.840.10008.5.1.4.1.1.4",  # Enhanced MR -> MR Image Storage
 }
 _SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
+_UID_NAMES = {
+    "1.2.840.10008.5.1.4.1.1.2": "CT", "1.2.840.10008.5.1.4.1.1.2.1": "enhanced CT",
+    "1.2.840.10008.5.1.4.1.1.4": "MR", "1.2.840.10008.5.1.4.1.1.4.1": "enhanced MR",
+}
 
 # Elements of the template that would be wrong for the new pixel data or for a single-frame file.
 _DROP = frozenset({
@@ -68,20 +72,26 @@ def _quantise(values: np.ndarray) -> tuple[np.ndarray, float, float]:
     return stored.astype(np.uint16), slope, intercept
 
 
-def write_dicom_series(image: Image, folder: str | os.PathLike[str], *, template: Dataset | None = None) -> None:
+def write_dicom_series(image: Image, folder: str | os.PathLike[str], *, template: Dataset | None = None,
+                       keep_identifiers: bool | None = None) -> None:
     """Write a single-channel 2D/3D image as a DICOM series, one file per slice (Explicit VR Little Endian).
 
-    The series gets a new SeriesInstanceUID and new SOPInstanceUIDs; StudyInstanceUID, FrameOfReferenceUID,
-    patient and study tags come from the template. ImagePositionPatient, ImageOrientationPatient,
-    PixelSpacing, SliceThickness and SpacingBetweenSlices come from the image geometry. Values are stored as
-    int16 (or uint16) with Rescale Slope/Intercept chosen so that they fit; integer values in the int16 range are
-    stored exactly. Files are named ``IM00001.dcm``, ... in slice order.
+    The series gets a new SeriesInstanceUID and new SOPInstanceUIDs. By default the header is the template
+    de-identified with the PS3.15 basic profile (:func:`medimg.io.deid.deidentify_template`): new Study and
+    Frame-of-Reference UIDs, a pseudonymous Patient's Name/ID, no dates the profile removes, no private tags. With
+    ``keep_identifiers`` (or ``image.metadata["keep_identifiers"] = True``) patient and study tags and UIDs are
+    copied from the template as they are. The images are marked as derived: ImageType DERIVED\\SECONDARY,
+    DerivationDescription, and ConversionType WSD when written as Secondary Capture.
+    ImagePositionPatient, ImageOrientationPatient, PixelSpacing, SliceThickness and SpacingBetweenSlices come from
+    the image geometry. Values are stored as int16 (or uint16) with Rescale Slope/Intercept chosen so that they
+    fit; integer values in the int16 range are stored exactly. Files are named ``IM00001.dcm``, ... in slice order.
 
     Args:
         image: single-channel image (C = 1), for example one returned by :func:`medimg.io.dicom.read_dicom`.
         folder: destination folder (created if missing; files already there are never overwritten). Callers
             that need all-or-nothing output wrap it in :func:`medimg.io._files.atomic_output_dir`.
         template: a pydicom Dataset whose header to copy; default ``image.metadata["dicom_template"]``.
+        keep_identifiers: copy identifying attributes as they are; None: ``image.metadata["keep_identifiers"]``.
 
     Raises:
         ImageWriteError: no template (the image did not come from DICOM), more than one channel, a file that
@@ -104,6 +114,11 @@ def write_dicom_series(image: Image, folder: str | os.PathLike[str], *, template
             expected="1 channel", found=f"{image.n_channels} channels",
             fix="write one channel (image.voxels[c]) at a time, or save as NIfTI/PNG",
         )
+    from medimg.io.deid import deidentify_template, keeps_identifiers
+
+    keep = keeps_identifiers(image) if keep_identifiers is None else bool(keep_identifiers)
+    if not keep:
+        tmpl = deidentify_template(tmpl)
     out = Path(folder)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -119,11 +134,14 @@ def write_dicom_series(image: Image, folder: str | os.PathLike[str], *, template
     signed = stored.dtype == np.int16
     series_uid = generate_uid()
     base = _base_dataset(tmpl)
-    sop_class = _ENHANCED_TO_CLASSIC.get(str(tmpl.get("SOPClassUID", "")), str(tmpl.get("SOPClassUID", "")))
+    source_class = str(tmpl.get("SOPClassUID", "") or "").strip() or str(
+        getattr(tmpl, "file_meta", {}).get("MediaStorageSOPClassUID", "") or "").strip()
+    sop_class = _ENHANCED_TO_CLASSIC.get(source_class, source_class)
     sop_class = sop_class or _SECONDARY_CAPTURE
     photometric = str(tmpl.get("PhotometricInterpretation", "MONOCHROME2"))
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
         photometric = "MONOCHROME2"
+    _mark_derived(base, tmpl, source_class, sop_class, slope, intercept)
     n_z = stored.shape[0]
     for k in range(n_z):
         ds = copy.deepcopy(base)
@@ -174,3 +192,20 @@ def _base_dataset(tmpl: Dataset) -> Dataset:
             continue
         base.add(copy.deepcopy(elem))
     return base
+
+
+def _mark_derived(ds: Dataset, tmpl: Dataset, source_class: str, sop_class: str, slope: float,
+                  intercept: float) -> None:
+    """A written image is not the acquired one: ImageType DERIVED\\SECONDARY (further values kept), a
+    DerivationDescription, and for Secondary Capture the ConversionType (WSD: workstation) its module requires."""
+    from medimg import __version__
+
+    old = tmpl.get("ImageType")
+    values = [str(v) for v in old] if isinstance(old, (list, tuple, pydicom.multival.MultiValue)) else (
+        [str(old)] if old else [])
+    ds.ImageType = ["DERIVED", "SECONDARY"] + values[2:]
+    source = _UID_NAMES.get(source_class, "DICOM")
+    ds.DerivationDescription = (f"converted by medimg {__version__} from {source}; values stored with rescale "
+                                f"slope {_ds(slope)} and intercept {_ds(intercept)}")[:1024]
+    if sop_class == _SECONDARY_CAPTURE:
+        ds.ConversionType = "WSD"

@@ -443,7 +443,9 @@ def write_npz(image: Image, path: str | os.PathLike[str]) -> None:
     """Write an Image to exactly ``path`` as a compressed medimg .npz (voxels + geometry + kind + metadata).
 
     Only JSON-able metadata entries are stored (others are skipped and logged at debug level); the history is
-    stored too. :func:`read_npz` restores voxels (same dtype) and geometry exactly.
+    stored too. Identifying values (source path, source UIDs, series description) are not stored unless the image
+    carries ``metadata["keep_identifiers"] = True`` (see :func:`medimg.io.deid.deidentify_metadata`).
+    :func:`read_npz` restores voxels (same dtype) and geometry exactly.
 
     Raises:
         ImageWriteError: the extension is not .npz, or the file cannot be written.
@@ -454,6 +456,11 @@ def write_npz(image: Image, path: str | os.PathLike[str]) -> None:
             "wrong extension for NPZ", path=p, expected="'.npz'", found=f"'{compound_suffix(p) or 'none'}'",
             fix="name the output e.g. out.npz",
         )
+    from medimg.io.deid import KEEP_IDENTIFIERS, deidentify_metadata, keeps_identifiers
+
+    # no identifying values unless the image was opted in (medimg convert --keep-identifiers)
+    metadata = dict(image.metadata) if keeps_identifiers(image) else deidentify_metadata(image.metadata)
+    metadata.pop(KEEP_IDENTIFIERS, None)
     g = image.geometry
     info = {
         "format_version": MEDIMG_NPZ_VERSION,
@@ -462,7 +469,7 @@ def write_npz(image: Image, path: str | os.PathLike[str]) -> None:
         "direction": [list(row) for row in g.direction],
         "space": g.space.value,
         "kind": image.kind.value,
-        "metadata": _jsonable_metadata(image.metadata),
+        "metadata": _jsonable_metadata(metadata),
         "history": [op.to_dict() for op in image.history],
     }
     try:
