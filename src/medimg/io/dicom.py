@@ -50,6 +50,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
+from medimg.core.checks import MEMORY_BUDGET_ENV, memory_budget_bytes
 from medimg.core.enums import Kind, Modality
 from medimg.core.errors import DicomError, InvalidParameterError, SeriesSelectionError
 from medimg.core.geometry import Geometry
@@ -94,8 +95,6 @@ _READ_ERRORS = (InvalidDicomError, OSError, EOFError, ValueError, KeyError, Type
 _DEFER_BYTES = 16 * 1024  # values larger than this are read lazily
 _MAX_SEQUENCE_DEPTH = 64
 #: Environment variable with the most bytes one decoded series may take (suffixes K, M, G, T allowed).
-MEMORY_BUDGET_ENV = "MEDIMG_MAX_BYTES"
-_DEFAULT_BUDGET_CAP = 8 * 1024**3
 _RESULTS_FIX = "reading SEG/SR comes with DICOM support for results (issue 14)"
 _DECOMPRESS_FIX = ("decompress it first, e.g. `gdcmconv --raw IN OUT` (GDCM) or `dcmdjpeg`/`dcmdrle`/`dcmdjpls` "
                    "(DCMTK), and read the result")
@@ -240,27 +239,6 @@ def _is_panic(exc: BaseException) -> bool:
     return type(exc).__name__ == "PanicException"
 
 
-def _memory_budget() -> int:
-    """Most bytes one decoded series may take: $MEDIMG_MAX_BYTES, else the smaller of 8 GiB and half the RAM."""
-    raw = os.environ.get(MEMORY_BUDGET_ENV, "").strip()
-    if raw:
-        scale = {"K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}.get(raw[-1].upper(), 1)
-        try:
-            value = int(float(raw[:-1] if scale > 1 else raw) * scale)
-        except ValueError:
-            value = -1
-        if value <= 0:
-            raise InvalidParameterError(
-                "invalid memory budget", parameter=MEMORY_BUDGET_ENV, expected="a positive number of bytes, e.g. 8G",
-                found=repr(raw), fix=f"set {MEMORY_BUDGET_ENV} to e.g. 16G, or unset it")
-        return value
-    try:
-        physical = int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
-    except (AttributeError, OSError, ValueError):  # pragma: no cover - not POSIX
-        return _DEFAULT_BUDGET_CAP
-    return min(_DEFAULT_BUDGET_CAP, physical // 2)
-
-
 def _human(n: int) -> str:
     for unit, size in (("TiB", 1024**4), ("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
         if n >= size:
@@ -301,7 +279,7 @@ def _check_declared_size(ds: Dataset, path: Path) -> None:
                                f"{ds.get('NumberOfFrames', 1)}, BitsAllocated {ds.get('BitsAllocated')}",
                          fix="the header is damaged; repair or remove the file")
     declared = _declared_bytes(ds)
-    budget = _memory_budget()
+    budget = memory_budget_bytes()
     if declared > budget:
         raise DicomError(
             "declared image size exceeds the memory budget", path=path,
@@ -1401,7 +1379,7 @@ def _load(info: SeriesInfo, *, source: Path, where: Path, user_spacing: tuple[fl
     headers = headers or {}
     datasets = [(headers[f] if f in headers else _read_full(f), f) for f in info.files]
     total = sum(_declared_bytes(ds) for ds, _ in datasets)
-    budget = _memory_budget()
+    budget = memory_budget_bytes()
     if total > budget:
         raise DicomError(
             "the series is larger than the memory budget", path=where,

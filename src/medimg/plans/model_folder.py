@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 from medimg.core.errors import ImageReadError, InvalidParameterError
 
-__all__ = ["MODEL_TASKS", "model_task", "read_plan_dict", "memory_budget_bytes", "check_network_memory"]
+__all__ = ["MODEL_TASKS", "model_task", "read_plan_dict", "machine_memory_bytes", "check_network_memory"]
 
 #: The plan ``task`` values each model kind writes -> the kind. Classification plans record the kind of
 #: classification (binary, multiclass, multilabel); segmentation and registration plans their own name.
@@ -80,8 +80,11 @@ def model_task(folder: str | os.PathLike[str]) -> str:
                                 "medimg may know this task: upgrade medimg)")
 
 
-def memory_budget_bytes() -> int:
-    """The memory a plan may need at most: this machine's physical memory (``MEDIMG_MEMORY_GB`` overrides)."""
+def machine_memory_bytes() -> int:
+    """The memory a network plan may need at most: the physical memory (``MEDIMG_MEMORY_GB`` overrides).
+
+    Decoded files have their own, smaller budget (:func:`medimg.core.checks.memory_budget_bytes`).
+    """
     env = os.environ.get("MEDIMG_MEMORY_GB")
     if env:
         try:
@@ -96,7 +99,7 @@ def memory_budget_bytes() -> int:
 
 def check_network_memory(*, batch: int, spatial: Sequence[int], channels: int, path: str | os.PathLike[str],
                          fields: str) -> int:
-    """Refuse sizes whose smallest possible working set exceeds :func:`memory_budget_bytes`.
+    """Refuse sizes whose smallest possible working set exceeds :func:`machine_memory_bytes`.
 
     The lower bound is one float32 feature map of ``channels`` channels at full resolution for the whole batch
     (the network's first layer writes it on every pass): ``4 * batch * prod(spatial) * channels`` bytes. A real run
@@ -116,7 +119,7 @@ def check_network_memory(*, batch: int, spatial: Sequence[int], channels: int, p
                                     found=f"batch {batch}, size {list(spatial)}, channels {channels}",
                                     fix="train the model again")
     need = 4 * math.prod(sizes)
-    budget = memory_budget_bytes()
+    budget = machine_memory_bytes()
     if need > budget:
         raise InvalidParameterError(
             "plan needs more memory than this machine has", path=Path(path), parameter=fields,

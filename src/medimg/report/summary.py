@@ -13,7 +13,7 @@ __all__ = ["image_summary", "SAFE_METADATA_KEYS"]
 
 #: Metadata keys that never identify a patient and may appear in summaries, logs and reports.
 SAFE_METADATA_KEYS = (
-    "source_format", "modality", "series_description", "window", "rescale", "transfer_syntax", "manufacturer",
+    "source_format", "modality", "window", "rescale", "transfer_syntax", "manufacturer",
     "acquisition", "spacing_source", "photometric",
 )
 
