@@ -53,7 +53,7 @@ class Classification:
 
 
 def add_parser(subparsers, *, parents, help: str) -> None:  # noqa: A002
-    from medimg.cli._args import add_read_options
+    from medimg.cli._args import add_precision_option, add_read_options
     from medimg.cli._classify import EXPLAIN_CHOICES, UNCERTAINTY_CHOICES
     from medimg.cli._spacing import add_pixel_spacing_option
 
@@ -73,6 +73,7 @@ def add_parser(subparsers, *, parents, help: str) -> None:  # noqa: A002
     p.add_argument("--modality", metavar="MOD", default=None,
                    help="modality when the file records none (e.g. CT for a NIfTI in HU, US, SM)")
     add_pixel_spacing_option(p)
+    add_precision_option(p)
     add_read_options(p)
     c = p.add_argument_group("classification")
     c.add_argument("--classifier", metavar="MODEL", default=None,
@@ -341,7 +342,8 @@ def classify_image(args: argparse.Namespace, model, image) -> Classification:
     options = {"--uncertainty": "--classifier-uncertainty", "--explain": "--classifier-explain"}
     try:
         preds = predict_samples(model, {Path(args.input).name or str(args.input): image},
-                                uncertainty=args.classifier_uncertainty, explain=args.classifier_explain)
+                                uncertainty=args.classifier_uncertainty, explain=args.classifier_explain,
+                                precision=args.precision)
     except InvalidParameterError as exc:
         if exc.parameter in options:
             fix = exc.fix or ""
@@ -401,7 +403,7 @@ def run(args: argparse.Namespace) -> int:
             if image.is_2d and image.metadata.get("spacing_source") == "default_1mm":
                 unknown.append(case)
             try:
-                result = run_pipeline(image, args.pipeline)
+                result = run_pipeline(image, args.pipeline, precision=args.precision)
             except InvalidParameterError as exc:  # name the case that no pipeline applies to
                 raise _with_option(exc, parameter=exc.parameter or "--pipeline", path=str(files[0])) from exc
             results.append((case, in_pixel_units(image, result)))
@@ -424,7 +426,7 @@ def run(args: argparse.Namespace) -> int:
             result = classification_only("chosen by the user (--pipeline none)" if args.pipeline == "none" else
                                          "no automatic pipeline for this image")
         else:
-            result = in_pixel_units(image, run_pipeline(image, pipeline))
+            result = in_pixel_units(image, run_pipeline(image, pipeline, precision=args.precision))
     report = write_analysis(image, result, out, source=str(args.input), inputs=[args.input], notes=notes,
                             classification=classification)
     warn_fallback(notes, quiet=args.quiet)

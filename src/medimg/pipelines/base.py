@@ -9,6 +9,7 @@ A pipeline forced by the user on an input outside its validation runs, with a wa
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -258,8 +259,11 @@ def validation_warning(name: str, a: Applicability) -> str | None:
             f"applies confidence {a.confidence:.2f}): its results may be meaningless")
 
 
-def run_pipeline(image: Image, name: str | None = None) -> AnalysisResult:
+def run_pipeline(image: Image, name: str | None = None, *, precision: str = "auto") -> AnalysisResult:
     """Run the named pipeline (or the automatic choice) on ``image``.
+
+    ``precision`` ("auto", "fp32" or "bf16", see :func:`medimg.train.precision.resolve_precision`) reaches the
+    pipelines that run a network (they take a ``precision`` keyword); the others ignore it.
 
     A pipeline named by the caller whose applies rule does not accept the input still runs; the result then
     carries a warning (``result.warnings``) and ``parameters["applicability"]`` records the rule's verdict.
@@ -278,8 +282,14 @@ def run_pipeline(image: Image, name: str | None = None) -> AnalysisResult:
         rule = APPLIES.get(name)
         verdict = rule(image) if rule is not None else None
         reason = "chosen by the user"
-    result = PIPELINES[name][0](image)
+    fn = PIPELINES[name][0]
+    takes_precision = "precision" in inspect.signature(fn).parameters
+    result = fn(image, precision=precision) if takes_precision else fn(image)
     result.parameters = {"pipeline_choice": reason, **result.parameters}
+    if takes_precision:
+        from medimg.train.precision import precision_name, resolve_precision
+
+        result.parameters["precision"] = precision_name(resolve_precision(precision, "cpu"))
     if verdict is not None:
         result.parameters["applicability"] = verdict.to_dict()
         warning = validation_warning(name, verdict)

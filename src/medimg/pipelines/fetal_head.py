@@ -208,7 +208,7 @@ def load_head_model():
         return None, getattr(exc, "what", None) or str(exc).splitlines()[0]
 
 
-def segment_head(image: Image, model, *, spacing_known: bool = True) -> np.ndarray:
+def segment_head(image: Image, model, *, spacing_known: bool = True, precision: str = "auto") -> np.ndarray:
     """(Y, X) bool head mask of a 2D frame by ``model`` (largest connected component; all False if none).
 
     Colour frames are averaged to grey. A frame without a pixel size is given ``ASSUMED_PIXEL_MM`` for the network
@@ -223,7 +223,7 @@ def segment_head(image: Image, model, *, spacing_known: bool = True) -> np.ndarr
     if not spacing_known:
         img = img.replace(geometry=img.geometry.replace(spacing=(ASSUMED_PIXEL_MM, ASSUMED_PIXEL_MM,
                                                                  img.spacing[2])))
-    labels = np.asarray(predict_image(model, img, tta=TTA).labels.voxels[0, 0])
+    labels = np.asarray(predict_image(model, img, tta=TTA, precision=precision).labels.voxels[0, 0])
     if not labels.any():
         return labels > 0
     return keep_largest_component(labels, [1]) > 0
@@ -282,7 +282,7 @@ def classical_head_fit(frame: np.ndarray, spacing_xy: tuple[float, float]) -> He
 
 
 @register("fetal_head", "fetal head ultrasound: ellipse fit to the skull echo; head circumference in mm")
-def fetal_head(image: Image) -> AnalysisResult:
+def fetal_head(image: Image, *, precision: str = "auto") -> AnalysisResult:
     """Head segmentation, ellipse fit and head circumference of a 2D fetal ultrasound frame."""
     if not image.is_2d:
         raise InvalidParameterError("fetal head analysis needs a 2D frame", parameter="image", expected="Z = 1",
@@ -300,7 +300,7 @@ def fetal_head(image: Image) -> AnalysisResult:
     model, why = load_head_model()
     head = None
     if model is not None:
-        head = fit_head_mask(segment_head(image, model, spacing_known=known), spacing)
+        head = fit_head_mask(segment_head(image, model, spacing_known=known, precision=precision), spacing)
         if head is None:
             notes.append("The fetal-head model found no head in this frame: the classical ellipse fit was used "
                          "instead (fallback; its errors are several times larger).")

@@ -75,7 +75,7 @@ def _figure(image: Image, labels: np.ndarray) -> np.ndarray:
 
 @register("hippocampus", "MRI hippocampus crop: anterior/posterior hippocampus by the shipped 3D U-Net; mL",
           applies=applies)
-def hippocampus(image: Image) -> AnalysisResult:
+def hippocampus(image: Image, *, precision: str = "auto") -> AnalysisResult:
     """Segment and measure the anterior and posterior hippocampus in a 3D MRI crop."""
     if image.is_2d or image.n_channels != 1:
         raise InvalidParameterError("the hippocampus model needs a single-channel 3D MRI crop", parameter="image",
@@ -88,7 +88,7 @@ def hippocampus(image: Image) -> AnalysisResult:
                              fix=exc.fix or "reinstall medimg") from exc
     from medimg.tasks.segment.predict import predict_image
 
-    pred = predict_image(model, image, tta=True)
+    pred = predict_image(model, image, tta=True, precision=precision)
     labels = pred.labels
     records = measure_labels(labels, image=image, label_names=LABELS)
     for r in records:
