@@ -241,3 +241,14 @@ def test_an_itk_failure_is_one_clear_error():
     with pytest.raises(InvalidParameterError, match="failed inside ITK") as exc:
         register(fixed, tiny, method="affine", levels=(2, 1), iterations=5)
     assert "\n" not in str(exc.value) and "itkImageBase" not in str(exc.value)
+
+
+def test_default_init_works_on_a_real_pair_where_geometry_leaves_the_moving_image():
+    # MSD hippocampus 302 <- 303 with the default B-spline settings of `medimg register`: from the image centres
+    # the B-spline optimiser ends outside the moving crop, which stopped a whole `register --pairs` batch;
+    # register() now starts again from the centres of mass and says so
+    fixed, moving = _hippocampus("302"), _hippocampus("303")
+    res = register(fixed, moving, method="bspline")
+    assert res.params["init"] == "geometry" and res.params["init_used"] == "moments"
+    assert "samples all map outside the moving image" in res.params["init_fallback"]
+    assert res.metric_after < res.metric_before
