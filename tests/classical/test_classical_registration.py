@@ -179,3 +179,76 @@ def test_affine_mutual_information_on_small_mri_crops(init):
     moving = read(require_data("hippocampus", "imagesTr", "hippocampus_006_0000.nii.gz"))
     res = register(fixed, moving, method="affine", metric="mattes", init=init, levels=(2, 1), seed=0)
     assert res.metric_after < res.metric_before - 0.2
+
+
+def _hippocampus(case):
+    return read(require_data("hippocampus", "imagesTr", f"hippocampus_{case}_0000.nii.gz"))
+
+
+def test_registration_is_bit_identical_run_to_run_even_when_itk_has_many_threads():
+    # issue 12 item 6: with ITK's default thread count (4 here) an affine registration of these real crops gave a
+    # different transform on two of three runs; register() now runs ITK with threads=1 unless told otherwise
+    fixed, moving = _hippocampus("001"), _hippocampus("023")
+    old = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(4)
+    try:
+        runs = [register(fixed, moving, method="affine", init="moments", levels=(2, 1), iterations=30)
+                for _ in range(3)]
+        assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == 4  # restored afterwards
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(old)
+    params = [r.transform.GetParameters() for r in runs]
+    assert params[0] == params[1] == params[2]
+    assert runs[0].metric_after == runs[1].metric_after == runs[2].metric_after
+    assert runs[0].params["threads"] == 1
+    with pytest.raises(InvalidParameterError, match="threads"):
+        register(fixed, moving, threads=-1)
+
+
+def test_geometry_init_falls_back_to_moments_when_the_optimiser_leaves_the_moving_image(monkeypatch):
+    # on unseen hippocampus pairs the B-spline batch stopped with "fields of view do not overlap after
+    # initialisation (init='geometry')": the optimiser left the moving image. Reproduce that failure of the
+    # geometry start, and check that register() starts again from the centres of mass and says so.
+    from medimg.classical import registration as reg
+
+    real_stage = reg._linear_stage
+
+    def leaves_after_geometry(fixed, moving, kind, *, init, **kw):
+        if init == "geometry":
+            reg._raise_no_overlap(init, "the optimiser's samples all map outside the moving image")
+        return real_stage(fixed, moving, kind, init=init, **kw)
+
+    fixed, moving = _hippocampus("001"), _hippocampus("006")
+    opts = {"method": "affine", "levels": (2, 1), "iterations": 30}
+    monkeypatch.setattr(reg, "_linear_stage", leaves_after_geometry)
+    res = register(fixed, moving, **opts)
+    assert res.params["init"] == "geometry" and res.params["init_used"] == "moments"
+    assert "init='geometry' failed" in res.params["init_fallback"]
+    monkeypatch.setattr(reg, "_linear_stage", real_stage)
+    direct = register(fixed, moving, init="moments", **opts)
+    assert direct.params["init_used"] == "moments" and "init_fallback" not in direct.params
+    assert res.transform.GetParameters() == direct.transform.GetParameters()
+    # "moments" asked for and failing is not retried: the error names it
+    monkeypatch.setattr(reg, "_linear_stage", lambda *a, init, **k: reg._raise_no_overlap(init, "outside"))
+    with pytest.raises(reg.NoOverlapError, match="init='moments'"):
+        register(fixed, moving, init="moments", **opts)
+
+
+def test_an_itk_failure_is_one_clear_error():
+    fixed = _hippocampus("001")
+    img = sitk.ReadImage(str(require_data("hippocampus", "imagesTr", "hippocampus_006_0000.nii.gz")))
+    tiny = from_sitk(img[15:17, 20:22, 10:12])
+    with pytest.raises(InvalidParameterError, match="failed inside ITK") as exc:
+        register(fixed, tiny, method="affine", levels=(2, 1), iterations=5)
+    assert "\n" not in str(exc.value) and "itkImageBase" not in str(exc.value)
+
+
+def test_default_init_works_on_a_real_pair_where_geometry_leaves_the_moving_image():
+    # MSD hippocampus 302 <- 303 with the default B-spline settings of `medimg register`: from the image centres
+    # the B-spline optimiser ends outside the moving crop, which stopped a whole `register --pairs` batch;
+    # register() now starts again from the centres of mass and says so
+    fixed, moving = _hippocampus("302"), _hippocampus("303")
+    res = register(fixed, moving, method="bspline")
+    assert res.params["init"] == "geometry" and res.params["init_used"] == "moments"
+    assert "samples all map outside the moving image" in res.params["init_fallback"]
+    assert res.metric_after < res.metric_before

@@ -15,9 +15,19 @@ Conventions (those of ITK/SimpleITK, so that files interoperate with ITK, ANTs, 
   deformable part is applied first, then the affine/rigid pre-alignment (``T(x) = A(D(x))``).
 
 Optimisation is SimpleITK's (``ImageRegistrationMethod`` with regular-step gradient descent or L-BFGS-B, and
-the demons filters); nothing here is a home-made optimiser. Metric sampling is random with a fixed seed, so a
-run with the same inputs and ``seed`` is repeatable (with one thread; ITK's multi-threaded metric sums may
-differ in the last digits between thread counts).
+the demons filters); nothing here is a home-made optimiser.
+
+Repeatability: metric sampling is random with a fixed seed, and :func:`register` runs ITK with ``threads=1`` by
+default, so two runs with the same inputs and settings give bit-identical transforms on any machine. ITK's
+multi-threaded metric sums are combined in an order that changes from run to run; measured on MSD hippocampus
+crops, an affine registration with 4 threads gave a different transform on each of three runs in one process,
+and on small crops such differences can decide whether the optimiser converges or leaves the moving image.
+``threads=0`` (all cores) is faster on large images but not repeatable.
+
+Initialisation: ``init="geometry"`` (the default) aligns the image centres; when the optimiser then leaves the
+moving field of view (seen on MSD hippocampus crops of very different extents), :func:`register` starts again
+from ``init="moments"`` (centres of mass) and says so in ``params["init_used"]`` and
+``params["init_fallback"]``.
 """
 
 from __future__ import annotations
@@ -25,7 +35,9 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -41,7 +53,7 @@ from medimg.io.sitk_bridge import from_sitk, to_sitk
 __all__ = [
     "METHODS", "METRICS", "INITS", "RegistrationResult", "register", "warp", "displacement_field",
     "jacobian_summary", "save_transform", "load_transform", "checkerboard", "registration_figures",
-    "inverse_consistency", "is_deformable",
+    "inverse_consistency", "is_deformable", "NoOverlapError",
 ]
 
 logger = logging.getLogger(__name__)
@@ -220,10 +232,14 @@ def _check_overlap(fixed: sitk.Image, moving: sitk.Image, transform: sitk.Transf
                           f"mm, moving box {np.round(lo_b, 1).tolist()}..{np.round(hi_b, 1).tolist()} mm")
 
 
+class NoOverlapError(InvalidParameterError):
+    """The fixed and moving fields of view do not overlap (after initialisation, or during optimisation)."""
+
+
 def _raise_no_overlap(init: str, found: str, cause: BaseException | None = None) -> None:
     fix = ("use init='moments' (CLI: --init moments) to align the centres of mass"
            if init != "moments" else "check the origins and directions of both images (medimg info)")
-    raise InvalidParameterError(
+    raise NoOverlapError(
         f"fixed and moving fields of view do not overlap after initialisation (init={init!r})", parameter="moving",
         expected="overlapping physical extents", found=found, fix=fix,
     ) from cause
@@ -311,13 +327,39 @@ def _count_iterations(reg: sitk.ImageRegistrationMethod) -> list[int]:
     return counter
 
 
+def _itk_message(exc: BaseException) -> str:
+    """The ITK error text of a SimpleITK exception on one line, without the source file locations."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    useful = [ln.split("ITK ERROR:", 1)[-1].strip() for ln in lines
+              if not ln.startswith("Exception thrown in SimpleITK") and not ln.endswith(":")]
+    text = " ".join(useful) or " ".join(lines)
+    return text[:300]
+
+
 def _run(reg: sitk.ImageRegistrationMethod, fixed: sitk.Image, moving: sitk.Image, init: str) -> sitk.Transform:
     try:
         return reg.Execute(fixed, moving)
     except RuntimeError as exc:
         if _is_outside_error(exc):
             _raise_no_overlap(init, "the optimiser's samples all map outside the moving image", exc)
-        raise
+        raise InvalidParameterError(
+            "the registration failed inside ITK", parameter="moving", expected="images ITK can register",
+            found=_itk_message(exc), fix="check both images (medimg info): a constant image, or one with a "
+            "single voxel along an axis, cannot be registered; try another --metric or --init") from exc
+
+
+@contextmanager
+def _itk_threads(threads: int):
+    """Run ITK with ``threads`` threads (0: leave ITK's default, all cores) and restore the default after."""
+    if threads == 0:
+        yield
+        return
+    old = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(int(threads))
+    try:
+        yield
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(old)
 
 
 def _linear_stage(fixed: sitk.Image, moving: sitk.Image, kind: str, *, metric: str, init: str,
@@ -359,7 +401,7 @@ def _linear_stage(fixed: sitk.Image, moving: sitk.Image, kind: str, *, metric: s
     counter = _count_iterations(reg)
     try:
         out = _run(reg, fixed, moving, init)
-    except InvalidParameterError:
+    except NoOverlapError:
         if not line_search:
             raise
         # the line search can step the whole image out of the moving field of view on small crops (MSD
@@ -469,6 +511,7 @@ def register(
     sampling_fraction: float = 0.2,
     histogram_bins: int = 50,
     seed: int = 0,
+    threads: int = 1,
 ) -> RegistrationResult:
     """Register ``moving`` onto ``fixed``: find T with ``moving(T(x)) ~ fixed(x)`` for fixed points x.
 
@@ -487,7 +530,9 @@ def register(
         metric: "mattes" (Mattes mutual information, ``histogram_bins`` bins; any modality pair), "ncc"
             (normalised cross-correlation) or "meansquares" (same modality and intensity scale).
         fixed_mask, moving_mask: optional masks on the fixed/moving grid; the metric uses only voxels inside.
-        init: "geometry" (align image centres), "moments" (align intensity centres of mass) or "none".
+        init: "geometry" (align image centres), "moments" (align intensity centres of mass) or "none". When
+            "geometry" ends with fields of view that do not overlap, the registration starts again from
+            "moments"; ``params["init_used"]`` says which initialisation the result comes from.
         levels: shrink factors per level, coarsest first, ending with 1.
         iterations: maximum iterations per level (default 200 rigid/affine, 100 B-spline, 50 demons).
         prealign: "affine" or "rigid": the pre-alignment of the deformable methods.
@@ -496,13 +541,16 @@ def register(
         sampling_fraction: fraction of fixed voxels sampled (randomly, seeded) by the metric, in (0, 1].
         histogram_bins: Mattes mutual information histogram bins.
         seed: seed of the metric sampling.
+        threads: ITK threads; 1 (default) makes runs bit-identical, 0 uses every core (faster on large
+            images, but ITK's multi-threaded sums then vary from run to run).
 
     Returns:
         :class:`RegistrationResult` (transform, warped moving image, metric before/after, time, ...).
 
     Raises:
         InvalidParameterError: unknown option; images not single-channel, 2D vs 3D, non-finite voxels; a mask
-            not on its image's grid or empty; fields of view that do not overlap after initialisation.
+            not on its image's grid or empty; fields of view that do not overlap after initialisation (with
+            init="geometry": neither after geometry nor after moments); a failure inside ITK (one line).
 
     Example:
         >>> yy, xx = np.mgrid[:40, :40]
@@ -535,33 +583,64 @@ def register(
     if n_iter < 1:
         raise InvalidParameterError("invalid iterations", parameter="iterations", expected="an integer >= 1",
                                     found=iterations, fix="give e.g. 100")
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 0:
+        raise InvalidParameterError("invalid number of threads", parameter="threads",
+                                    expected="an integer >= 0 (0: all cores)", found=threads,
+                                    fix="give 1 for repeatable results")
+    with _itk_threads(int(threads)):
+        return _register(fixed, moving, method=method, metric=metric, fixed_mask=fixed_mask,
+                         moving_mask=moving_mask, init=init, lv=lv, n_iter=n_iter, prealign=prealign,
+                         bspline_grid_mm=bspline_grid_mm, field_sigma_vox=field_sigma_vox,
+                         sampling_fraction=sampling_fraction, histogram_bins=histogram_bins, seed=seed,
+                         threads=int(threads))
+
+
+def _register(fixed: Image, moving: Image, *, method: str, metric: str, fixed_mask: Image | None,
+              moving_mask: Image | None, init: str, lv: tuple[int, ...], n_iter: int, prealign: str,
+              bspline_grid_mm: float, field_sigma_vox: float, sampling_fraction: float, histogram_bins: int,
+              seed: int, threads: int) -> RegistrationResult:
     f_img, m_img = _float_sitk(fixed), _float_sitk(moving)
     f_mask, m_mask = _mask_sitk(fixed_mask), _mask_sitk(moving_mask)
-    common = {"metric": metric, "init": init, "fixed_mask": f_mask, "moving_mask": m_mask, "levels": lv,
+    common = {"metric": metric, "fixed_mask": f_mask, "moving_mask": m_mask, "levels": lv,
               "sampling": float(sampling_fraction), "seed": int(seed), "bins": int(histogram_bins)}
 
-    t0 = time.perf_counter()
-    if method in ("rigid", "affine"):
-        transform, iters, stop = _linear_stage(f_img, m_img, method, iterations=n_iter, **common)
-    else:
+    def optimise(start: str) -> tuple[sitk.Transform, int, str]:
+        if method in ("rigid", "affine"):
+            return _linear_stage(f_img, m_img, method, iterations=n_iter, init=start, **common)
         pre, iters, _ = _linear_stage(f_img, m_img, prealign, iterations=200 if prealign == "rigid" else 100,
-                                      **common)
+                                      init=start, **common)
         if method == "bspline":
-            transform, it2, stop = _bspline_stage(f_img, m_img, pre, iterations=n_iter,
-                                                  grid_mm=float(bspline_grid_mm), **common)
+            tx, it2, stop = _bspline_stage(f_img, m_img, pre, iterations=n_iter, grid_mm=float(bspline_grid_mm),
+                                           init=start, **common)
         else:
-            transform, it2, stop = _demons_stage(f_img, m_img, pre, diffeomorphic=method == "diffeomorphic_demons",
-                                                 levels=lv, iterations=n_iter,
-                                                 field_sigma_vox=float(field_sigma_vox))
-        iters += it2
+            tx, it2, stop = _demons_stage(f_img, m_img, pre, diffeomorphic=method == "diffeomorphic_demons",
+                                          levels=lv, iterations=n_iter, field_sigma_vox=float(field_sigma_vox))
+        return tx, iters + it2, stop
+
+    t0 = time.perf_counter()
+    init_used, fallback = init, None
+    try:
+        transform, iters, stop = optimise(init)
+    except NoOverlapError as exc:
+        if init != "geometry":
+            raise
+        # small crops of different extents (MSD hippocampus): centres aligned, the optimiser still left the
+        # moving image; the intensity centres of mass are a better start
+        fallback = f"init='geometry' failed ({exc.found}); started again from init='moments'"
+        logger.info("registration: %s", fallback)
+        init_used = "moments"
+        transform, iters, stop = optimise("moments")
     seconds = time.perf_counter() - t0
 
     bins = int(histogram_bins)
     before = _evaluate_metric(f_img, m_img, None, metric, f_mask, m_mask, bins)
     after = _evaluate_metric(f_img, m_img, transform, metric, f_mask, m_mask, bins)
-    params = {"method": method, "metric": metric, "init": init, "levels": list(lv), "iterations": n_iter,
-              "sampling_fraction": float(sampling_fraction), "histogram_bins": bins, "seed": int(seed),
-              "fixed_mask": fixed_mask is not None, "moving_mask": moving_mask is not None}
+    params = {"method": method, "metric": metric, "init": init, "init_used": init_used, "levels": list(lv),
+              "iterations": n_iter, "sampling_fraction": float(sampling_fraction), "histogram_bins": bins,
+              "seed": int(seed), "threads": threads, "fixed_mask": fixed_mask is not None,
+              "moving_mask": moving_mask is not None}
+    if fallback:
+        params["init_fallback"] = fallback
     if method in _DEFORMABLE:
         params["prealign"] = prealign
     if method == "bspline":
@@ -795,6 +874,13 @@ def load_transform(path: str | os.PathLike[str]) -> sitk.Transform:
         first = head.decode("utf-8", "replace").strip().splitlines()[0][:60] if head.strip() else "an empty file"
         raise ImageReadError("not an ITK transform file", path=p,
                              expected="'#Insight Transform File' text or ITK HDF5", found=repr(first), fix=fix)
+    # ITK's readers trust the declared sizes: a 170-byte B-spline file declaring a 100000^3 grid aborts the
+    # process ("double free or corruption"). Text files are checked here; binary ones are read once in a child
+    # process first, so that a crash there is an error here.
+    if is_text:
+        _check_text_transform(p, fix)
+    else:
+        _probe_transform_in_child(p, fix)
     try:
         tx = sitk.ReadTransform(str(p))
     except RuntimeError as exc:
@@ -802,6 +888,128 @@ def load_transform(path: str | os.PathLike[str]) -> sitk.Transform:
                              expected="a complete ITK transform file", found=str(exc).strip().splitlines()[-1][:160],
                              fix=fix) from exc
     return tx.Downcast() if hasattr(tx, "Downcast") else tx
+
+
+#: transform types whose fixed parameters declare a grid: size (D), origin (D), spacing (D), direction (D x D),
+#: with D values per grid point in Parameters
+_GRID_TRANSFORMS = ("BSplineTransform", "BSplineDeformableTransform", "DisplacementFieldTransform",
+                    "GaussianSmoothingOnUpdateDisplacementFieldTransform",
+                    "BSplineSmoothingOnUpdateDisplacementFieldTransform", "ConstantVelocityFieldTransform",
+                    "GaussianExponentialDiffeomorphicTransform", "BSplineExponentialDiffeomorphicTransform")
+_MAX_TRANSFORM_FILE = 2 * 1024**3
+_TRANSFORM_NAME = re.compile(r"^([A-Za-z0-9]+)_(double|float)_(\d+)_(\d+)$")
+
+
+def _check_text_transform(p: Path, fix: str) -> None:
+    """Check an ITK text transform file before ITK reads it: known layout, finite numbers, and for grid
+    transforms (B-spline, displacement field) a grid size that matches the number of parameters given.
+
+    Raises:
+        ImageReadError: naming the file, the transform and what does not add up.
+    """
+    size = p.stat().st_size
+    if size > _MAX_TRANSFORM_FILE:
+        raise ImageReadError("transform file too large", path=p, expected=f"at most {_MAX_TRANSFORM_FILE} bytes",
+                             found=f"{size} bytes", fix=fix)
+    try:
+        text = p.read_text(encoding="ascii")
+    except UnicodeDecodeError as exc:
+        raise ImageReadError("not an ITK text transform file", path=p, expected="ASCII text",
+                             found="non-ASCII bytes", fix=fix) from exc
+
+    def bad(what: str, found: Any, expected: str) -> ImageReadError:
+        return ImageReadError(f"invalid transform file: {what}", path=p, expected=expected, found=found, fix=fix)
+
+    blocks: list[dict[str, Any]] = []
+    for n, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition(":")
+        key = key.strip()
+        if not sep or key not in ("Transform", "Parameters", "FixedParameters"):
+            raise bad(f"line {n} is not 'Transform:', 'Parameters:' or 'FixedParameters:'", repr(line[:60]),
+                      "the ITK text transform layout")
+        if key == "Transform":
+            blocks.append({"name": value.strip(), "line": n})
+            continue
+        if not blocks:
+            raise bad(f"line {n}: {key} before any 'Transform:' line", repr(line[:60]), "a 'Transform:' line first")
+        if key in blocks[-1]:
+            raise bad(f"line {n}: a second {key} line for one transform", repr(line[:60]), "one line of each")
+        try:
+            values = np.array(value.split(), dtype=float)
+        except ValueError:
+            raise bad(f"line {n}: {key} holds something other than numbers", repr(value.strip()[:60]),
+                      "numbers separated by spaces") from None
+        if not np.all(np.isfinite(values)):
+            raise bad(f"line {n}: {key} holds NaN or infinite values", f"{int((~np.isfinite(values)).sum())} "
+                      "non-finite values", "finite numbers")
+        blocks[-1][key] = values
+    if not blocks:
+        raise bad("no 'Transform:' line", "none", "at least one transform")
+    for b in blocks:
+        m = _TRANSFORM_NAME.match(b["name"])
+        if not m:
+            raise bad(f"line {b['line']}: unknown transform name", repr(b["name"][:60]),
+                      "a name like AffineTransform_double_3_3")
+        kind, d_in, d_out = m.group(1), int(m.group(3)), int(m.group(4))
+        if d_in not in (2, 3) or d_out not in (2, 3):
+            raise bad(f"line {b['line']}: {d_in}D -> {d_out}D transform", b["name"], "a 2D or 3D transform")
+        if kind == "CompositeTransform":
+            continue
+        if "Parameters" not in b or "FixedParameters" not in b:
+            raise bad(f"line {b['line']}: {kind} without Parameters and FixedParameters lines", "a missing line",
+                      "both lines after each 'Transform:' line")
+        if kind in _GRID_TRANSFORMS:
+            _check_grid(b, kind, d_in, bad)
+
+
+def _check_grid(block: dict[str, Any], kind: str, dim: int, bad: Any) -> None:
+    fixed, params = block["FixedParameters"], block["Parameters"]
+    n_fixed = dim * (dim + 3)
+    if fixed.size != n_fixed:
+        raise bad(f"{kind} has {fixed.size} fixed parameters", f"{fixed.size} values",
+                  f"{n_fixed} (grid size, origin, spacing, direction)")
+    grid, spacing, direction = fixed[:dim], fixed[2 * dim:3 * dim], fixed[3 * dim:].reshape(dim, dim)
+    if np.any(grid < 1) or np.any(grid != np.round(grid)):
+        raise bad(f"{kind} grid size {grid.tolist()}", grid.tolist(), "whole numbers >= 1")
+    if np.any(spacing <= 0) or abs(float(np.linalg.det(direction))) < 1e-6:
+        raise bad(f"{kind} grid spacing/direction", f"spacing {spacing.tolist()}",
+                  "spacing > 0 and an invertible direction")
+    points = math.prod(int(v) for v in grid)
+    if points * dim != params.size:
+        raise bad(f"{kind} declares a grid of {' x '.join(str(int(v)) for v in grid)} points",
+                  f"{params.size} parameters", f"{dim} per grid point = {points * dim} parameters")
+
+
+def _probe_transform_in_child(p: Path, fix: str) -> None:
+    """Read a binary transform file (HDF5, .mat) once in a child process with a memory limit: ITK aborts the
+    whole process on some damaged files, and a crash in the child becomes a one-line error here."""
+    import subprocess
+    import sys
+
+    code = ("import resource, sys\n"
+            "limit = 8 * 1024 ** 3\n"
+            "resource.setrlimit(resource.RLIMIT_AS, (limit, limit))\n"
+            "import SimpleITK as sitk\n"
+            "sitk.ReadTransform(sys.argv[1])\n")
+    try:
+        proc = subprocess.run([sys.executable, "-c", code, str(p)], capture_output=True, text=True, timeout=300)
+    except subprocess.TimeoutExpired as exc:
+        raise ImageReadError("reading the transform did not finish in 300 s", path=p,
+                             expected="a complete ITK transform file", found="a reader that hangs", fix=fix) from exc
+    if proc.returncode == 0:
+        return
+    lines = [ln.strip() for ln in (proc.stderr or "").splitlines() if ln.strip()]
+    if proc.returncode < 0:
+        found = f"ITK's reader crashed (signal {-proc.returncode})"
+    elif any("MemoryError" in ln or "bad_alloc" in ln for ln in lines):
+        found = "ITK's reader ran out of memory (the file declares a huge transform)"
+    else:
+        found = lines[-1][:160] if lines else f"exit code {proc.returncode}"
+    raise ImageReadError("cannot read the transform (damaged or not an ITK transform)", path=p,
+                         expected="a complete ITK transform file", found=found, fix=fix)
 
 
 def _looks_like_text(head: bytes) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import re
 
 from medimg.core.errors import InvalidParameterError
@@ -38,9 +39,11 @@ def add_read_options(parser) -> None:
     parser.add_argument("--series", metavar="INDEX|UID",
                         help="DICOM folder with several series: which one to read (see `medimg info`); .npz file: "
                         "KEY[:INDEX], e.g. test:0 for sample 0 of a MedMNIST file's test split")
+    # commands with --pixel-spacing (analyze, segment) keep --spacing working but hidden: one visible name there
+    pixel = "--pixel-spacing" in getattr(parser, "_option_string_actions", {})
     parser.add_argument("--spacing", metavar="SX,SY[,SZ]",
-                        help="voxel spacing in mm for inputs without one (PNG/JPEG/TIFF/NPZ, DICOM without "
-                        "PixelSpacing)")
+                        help=argparse.SUPPRESS if pixel else "voxel spacing in mm (x,y[,z] order) for inputs "
+                        "without one (PNG/JPEG/TIFF/NPZ, DICOM without PixelSpacing)")
     parser.add_argument("--allow-gaps", action="store_true",
                         help="DICOM: resample a series with uneven slice spacing or a missing slice onto an "
                         "even grid instead of refusing it")

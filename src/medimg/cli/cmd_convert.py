@@ -19,7 +19,9 @@ def add_parser(subparsers, *, parents, help: str) -> None:  # noqa: A002 - argpa
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("input", help="image file, DICOM file/folder/DICOMDIR/zip")
-    p.add_argument("output", help="output file (or folder for DICOM)")
+    from medimg.cli._output import add_output_argument
+
+    add_output_argument(p, help="output file (or folder for DICOM)")
     p.add_argument("--label", action="store_true", help="the input is a label map (kept integer)")
     p.add_argument("--keep-identifiers", action="store_true",
                    help="keep identifying values in the output (patient/study attributes, source UIDs, private tags "
@@ -28,10 +30,12 @@ def add_parser(subparsers, *, parents, help: str) -> None:  # noqa: A002 - argpa
 
 
 def run(args: argparse.Namespace) -> int:
+    from medimg.cli._output import resolve_output
     from medimg.core.enums import Kind
     from medimg.io import write
     from medimg.io.deid import KEEP_IDENTIFIERS, deidentify_image
 
+    resolve_output(args)
     image = read_input(args)
     if args.keep_identifiers:
         image = image.with_metadata(**{KEEP_IDENTIFIERS: True})

@@ -27,10 +27,12 @@ def add_parser(subparsers, *, parents, help: str) -> None:  # noqa: A002
         description="Run the main job on the CT sample shipped with medimg and write the results to --out.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--out", default="demo_output", help="output folder (created; a previous demo folder is "
+    p.add_argument("-o", "--out", default="demo_output", help="output folder (created; a previous demo folder is "
                    "replaced, any other non-empty folder is refused)")
     p.add_argument("--input", default=None, help="use this DICOM series instead of the shipped sample")
-    p.add_argument("--spacing", default="1.5,1.5,1.5", help="resampling target spacing in mm (x,y,z)")
+    # not a voxel/pixel size of the input (that is --pixel-spacing elsewhere): the grid the demo resamples to
+    p.add_argument("--spacing", default="1.5,1.5,1.5", help="resampling target spacing in mm (x,y,z) of the "
+                   "demo's resampling step (not the input's pixel size)")
 
 
 def _syntax_name(uid: str | None) -> str:

@@ -25,7 +25,7 @@ def add_parser(subparsers, *, parents, help: str) -> None:  # noqa: A002 - argpa
         description="Compare predictions with references. --task segmentation (default): label maps, two "
         "files or two folders whose files are matched by case id (extensions and nnU-Net _0000 suffixes "
         "ignored); writes OUT/per_case.csv (one row per case and label: dice, iou, hd95_mm, assd_mm, nsd, ...), "
-        "OUT/summary.json (mean, std, median, seeded 95%% bootstrap interval per label and metric; inf distances "
+        "OUT/summary.json (mean, std, median, seeded 95% bootstrap interval per label and metric; inf distances "
         "of one-sided empty masks are left out and counted) and OUT/boxplot.png. "
         "--task instance: instance label maps (files or folders) -> F1 at --iou, DSB mean AP, AJI per case. "
         "--task classification: PRED a CSV 'case' + 'score' (binary) or 'score_<class>' columns, GT a CSV "
@@ -39,7 +39,8 @@ def add_parser(subparsers, *, parents, help: str) -> None:  # noqa: A002 - argpa
     )
     p.add_argument("pred", help="prediction: label map / image file or folder, CSV, or folder of box files")
     p.add_argument("gt", help="reference, of the same kind as PRED")
-    p.add_argument("-o", "--output", required=True, help="output folder (new or empty)")
+    p.add_argument("-o", "--out", "--output", dest="output", metavar="OUT", required=True,
+                   help="output folder (new or empty)")
     p.add_argument("--task", choices=("segmentation", "instance", "classification", "detection", "quality",
                                       "registration"), default="segmentation", help="what PRED and GT hold")
     p.add_argument("--labels", metavar="L1,L2", help="segmentation: labels to score (default: every non-zero "

@@ -59,6 +59,28 @@ def _table(records: list[dict[str, Any]], columns: list[str]) -> str:
     return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in rows)
 
 
+def _write_outputs(args: argparse.Namespace, payload: dict[str, Any], records: list[dict[str, Any]],
+                   inputs: list[str], to_json: Any, to_csv: Any) -> None:
+    """Write --json and --csv together: both paths are checked before either file appears, and a failure in one
+    leaves neither behind (each is written to a temporary file; both are renamed only when both succeeded)."""
+    import contextlib
+
+    from medimg.core.errors import InvalidParameterError
+    from medimg.io._files import atomic_output, same_path
+
+    if args.json and args.csv and same_path(args.json, args.csv):
+        raise InvalidParameterError("--json and --csv name the same file", parameter="--csv",
+                                    expected="two different files", found=args.csv,
+                                    fix="give --csv another file name, e.g. measurements.csv")
+    with contextlib.ExitStack() as stack:
+        temps = {flag: stack.enter_context(atomic_output(path, inputs=inputs))
+                 for flag, path in (("json", args.json), ("csv", args.csv)) if path}
+        if "json" in temps:
+            to_json(payload, temps["json"])
+        if "csv" in temps:
+            to_csv(records, temps["csv"])
+
+
 def run(args: argparse.Namespace) -> int:
     from medimg.measure import instance_summary, measure_labels, to_csv, to_json
     from medimg.measure.table import pixel_unit_key, spacing_unknown
@@ -88,10 +110,7 @@ def run(args: argparse.Namespace) -> int:
     }
     if summary is not None:
         payload["instance_summary"] = summary
-    if args.json:
-        to_json(payload, args.json, inputs=inputs)
-    if args.csv:
-        to_csv(records, args.csv, inputs=inputs)
+    _write_outputs(args, payload, records, inputs, to_json, to_csv)
     warn_fallback(notes, quiet=args.quiet)
     if args.quiet:
         return 0

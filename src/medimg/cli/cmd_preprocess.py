@@ -28,7 +28,9 @@ def add_parser(subparsers, *, parents, help: str) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("input", help="image file, DICOM file/folder/DICOMDIR/zip")
-    p.add_argument("output", help="output file")
+    from medimg.cli._output import add_output_argument
+
+    add_output_argument(p, help="output file")
     p.add_argument("--label", action="store_true",
                    help="the input is a label map: only --orient, --crop-foreground and --resample (nearest) apply")
     p.add_argument("--modality", metavar="MOD",
@@ -176,11 +178,13 @@ def _plan(args: argparse.Namespace) -> list[tuple[str, Any]]:
 
 def run(args: argparse.Namespace) -> int:
     from medimg.cli._args import read_input
+    from medimg.cli._output import resolve_output
     from medimg.cli.progress import Progress
     from medimg.core.enums import Kind, Modality
     from medimg.core.errors import InvalidParameterError
     from medimg.io import write
 
+    resolve_output(args)
     plan = _plan(args)
     from medimg.cli._args import parse_modality
 

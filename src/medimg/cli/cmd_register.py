@@ -24,11 +24,24 @@ e.g. ``name,x,y,z``) or no header and exactly 3 numbers per row (2 for 2D images
 
 With ``--pairs PAIRS.csv`` (columns ``fixed``, ``moving``, optional ``moving_labels``, ``fixed_labels``,
 ``fixed_mask``, ``moving_mask``; relative paths are relative to the CSV's folder) every row is checked before
-any registration, and each pair gets the files above in ``OUT/<fixed stem>__<moving stem>/``, plus::
+any registration (files exist and are readable images, labels and masks on their image's grid: a problem there
+is one line, exit 2, nothing written), and each pair gets the files above in ``OUT/<fixed stem>__<moving stem>/``,
+plus::
 
-    OUT/summary.csv           one row per pair: folder, fixed, moving, method, metric, seconds, metric before/after,
-                              mean Dice before/after (labels given), folding fraction (deformable)
-    OUT/summary.json          the same rows with the settings, and the pairs' full metrics
+    OUT/summary.csv           one row per pair: folder, status (ok/failed), fixed, moving, method, metric, the
+                              initialisation used, seconds, metric before/after, mean Dice before/after (labels
+                              given), folding fraction (deformable), error (failed pairs)
+    OUT/summary.json          the same rows with the settings, and the pairs' full metrics (or their error)
+
+A pair whose registration fails (the optimiser leaves the moving image, an ITK error) does not stop the batch:
+its row says ``failed`` with the one-line error, it gets no folder, and the other pairs go on. Exit code 0 when
+every pair succeeded; 3 when some failed (OUT is still written, and stderr says "N of M pairs failed, see
+OUT/summary.csv").
+
+Repeatability: ``--threads 1`` (the default) gives bit-identical results run to run and machine to machine;
+``--threads 0`` uses every core (faster on large images; ITK's multi-threaded sums then vary between runs).
+``--init geometry`` (the default) falls back to ``moments`` when the optimiser leaves the moving field of view;
+``params.init_used`` in metrics.json and the ``init`` column of summary.csv say which one a result comes from.
 
 OUT is built in a temporary folder beside it and renamed at the end; it must not exist yet (or be empty).
 """
@@ -44,8 +57,10 @@ _METHODS = ("rigid", "affine", "bspline", "demons", "diffeomorphic-demons", "lea
 #: columns of a --pairs CSV: required, then optional (CSV column -> Pair field)
 PAIR_COLUMNS = ("fixed", "moving")
 PAIR_OPTIONAL_COLUMNS = ("moving_labels", "fixed_labels", "fixed_mask", "moving_mask")
-SUMMARY_COLUMNS = ("pair", "fixed", "moving", "method", "metric", "seconds", "metric_before", "metric_after",
-                   "dice_before", "dice_after", "folding_fraction")
+SUMMARY_COLUMNS = ("pair", "status", "fixed", "moving", "method", "metric", "init", "seconds", "metric_before",
+                   "metric_after", "dice_before", "dice_after", "folding_fraction", "error")
+#: exit code of a --pairs batch in which some pairs failed (their rows say why; the others were written)
+EXIT_SOME_FAILED = 3
 
 
 @dataclass(frozen=True)
@@ -91,7 +106,9 @@ def add_parser(subparsers, *, parents, help: str) -> None:  # noqa: A002 - argpa
         "e.g. hippocampus_registration): one network pass after a centre (or --prealign affine) pre-alignment. "
         "With --pairs PAIRS.csv (columns fixed, moving, optional moving_labels, fixed_labels, fixed_mask, "
         "moving_mask; paths relative to the CSV) every pair goes to OUT/<fixed stem>__<moving stem>/ and "
-        "OUT/summary.csv and OUT/summary.json list them all.",
+        "OUT/summary.csv and OUT/summary.json list them all; a pair that fails is recorded there (status, error) "
+        "and the batch goes on (exit code 3 when some failed). --init geometry falls back to moments when the "
+        "optimiser leaves the moving image; --threads 1 makes runs repeatable.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("fixed", nargs="?", help="fixed (reference) image (not with --pairs)")
@@ -108,7 +125,8 @@ def add_parser(subparsers, *, parents, help: str) -> None:  # noqa: A002 - argpa
     p.add_argument("--metric", choices=("mattes", "ncc", "meansquares"), default="mattes",
                    help="similarity: mattes (mutual information, any modality pair), ncc, meansquares")
     p.add_argument("--init", choices=("geometry", "moments", "none"), default="geometry",
-                   help="initial alignment: image centres, intensity centres of mass, or none")
+                   help="initial alignment: image centres (falls back to moments when the optimiser leaves the "
+                   "moving image), intensity centres of mass, or none")
     p.add_argument("--labels", metavar="MOVING_LABELS", help="label map on MOVING's grid to warp (nearest)")
     p.add_argument("--fixed-labels", metavar="FIXED_LABELS",
                    help="label map on FIXED's grid: Dice per label before and after, in metrics.json")
@@ -117,9 +135,12 @@ def add_parser(subparsers, *, parents, help: str) -> None:  # noqa: A002 - argpa
     p.add_argument("--levels", default="4,2,1", help="shrink factors per resolution level, coarsest first")
     p.add_argument("--iterations", type=int, default=None,
                    help="maximum iterations per level (default: 200 rigid, 100 affine/bspline, 50 demons)")
-    p.add_argument("--bspline-grid-mm", type=float, default=40.0, help="B-spline control point spacing (mm)")
+    p.add_argument("--bspline-grid-mm", type=float, default=40.0,
+                   help="B-spline control point spacing (mm)")
     p.add_argument("--sampling", type=float, default=0.2, help="fraction of fixed voxels sampled by the metric")
     p.add_argument("--seed", type=int, default=0, help="seed of the metric sampling (written to metrics.json)")
+    p.add_argument("--threads", type=int, default=1, help="ITK threads: 1 gives bit-identical results run to run; "
+                   "0 uses every core (faster on large images, not repeatable)")
     p.add_argument("--fixed-landmarks", metavar="F.csv",
                    help="landmarks in FIXED (LPS mm; header x,y,z, or 3 numbers per row): TRE before/after")
     p.add_argument("--moving-landmarks", metavar="M.csv",
@@ -365,10 +386,75 @@ def read_pairs(csv_path: str) -> list[Pair]:
 
 
 # ---- one pair --------------------------------------------------------------------------------------------------
-def register_pair(pair: Pair, args: argparse.Namespace, dest: Path) -> dict[str, Any]:
+def _check_geometry(image, path: str, option: str) -> None:
+    """Spacing finite and > 0, a finite invertible direction: otherwise one line naming the file."""
+    import numpy as np
+
+    from medimg.core.errors import InvalidParameterError
+
+    g = image.geometry
+    spacing = np.asarray(g.spacing, float)
+    direction = np.asarray(g.direction, float)
+    if not (np.all(np.isfinite(spacing)) and np.all(spacing > 0)):
+        raise InvalidParameterError("invalid voxel spacing", path=path, parameter=option,
+                                    expected="finite spacing > 0 mm on every axis", found=tuple(spacing.tolist()),
+                                    fix="correct the spacing in the file's header (medimg info shows it)")
+    if not (np.all(np.isfinite(direction)) and np.all(np.isfinite(np.asarray(g.origin, float)))
+            and abs(float(np.linalg.det(direction))) > 1e-6):
+        raise InvalidParameterError("invalid orientation", path=path, parameter=option,
+                                    expected="a finite origin and an invertible direction matrix",
+                                    found=f"direction {direction.round(3).tolist()}",
+                                    fix="correct the orientation in the file's header (medimg info shows it)")
+
+
+def _load_pair(pair: Pair) -> dict[str, Any]:
+    """Read a pair's images and check them against each other (grids, spacing, landmarks).
+
+    Raises MedimgError with the CSV line in front of the message for --pairs rows.
+    """
+    from medimg.core.errors import MedimgError
+
+    try:
+        fixed, moving = _read(pair.fixed), _read(pair.moving)
+        _check_geometry(fixed, pair.fixed, "FIXED")
+        _check_geometry(moving, pair.moving, "MOVING")
+        labels = _read(pair.moving_labels, kind="label") if pair.moving_labels else None
+        fixed_labels = _read(pair.fixed_labels, kind="label") if pair.fixed_labels else None
+        fixed_mask = _read(pair.fixed_mask, kind="label") if pair.fixed_mask else None
+        moving_mask = _read(pair.moving_mask, kind="label") if pair.moving_mask else None
+        for image, other, name, option, path in (
+            (moving, labels, "moving", "--labels", pair.moving_labels),
+            (fixed, fixed_labels, "fixed", "--fixed-labels", pair.fixed_labels),
+            (fixed, fixed_mask, "fixed", "--fixed-mask", pair.fixed_mask),
+            (moving, moving_mask, "moving", "--moving-mask", pair.moving_mask),
+        ):
+            if other is not None:
+                _on_grid(image, other, name, option, path)
+        landmarks = None
+        if pair.fixed_landmarks and pair.moving_landmarks:
+            f_pts, m_pts = _check_landmarks(pair.fixed_landmarks, pair.moving_landmarks)
+            dim = 2 if fixed.is_2d else 3
+            landmarks = (_landmarks_for(f_pts, dim, "--fixed-landmarks", pair.fixed_landmarks),
+                         _landmarks_for(m_pts, dim, "--moving-landmarks", pair.moving_landmarks))
+    except MedimgError as exc:
+        _name_line(exc, pair)
+        raise
+    return {"fixed": fixed, "moving": moving, "labels": labels, "fixed_labels": fixed_labels,
+            "fixed_mask": fixed_mask, "moving_mask": moving_mask, "landmarks": landmarks}
+
+
+def _name_line(exc: BaseException, pair: Pair) -> None:
+    """Put "PAIRS.csv line N: " in front of the message of an error about a --pairs row."""
+    if pair.where and not str(exc).startswith(pair.where):
+        exc.args = (pair.where + str(exc),)
+
+
+def register_pair(pair: Pair, args: argparse.Namespace, dest: Path,
+                  loaded: dict[str, Any] | None = None) -> dict[str, Any]:
     """Register one pair with the command's settings and write its output contract into ``dest``.
 
-    Returns the pair's metrics (what ``dest/metrics.json`` holds).
+    ``dest`` is created only once the registration succeeded. Returns the pair's metrics (what
+    ``dest/metrics.json`` holds).
     """
     import json
     import time
@@ -391,36 +477,20 @@ def register_pair(pair: Pair, args: argparse.Namespace, dest: Path) -> dict[str,
     from medimg.io.sitk_bridge import to_sitk
 
     method = args.method.replace("-", "_")
+    data = loaded if loaded is not None else _load_pair(pair)
+    fixed, moving, labels = data["fixed"], data["moving"], data["labels"]
+    fixed_labels, landmarks = data["fixed_labels"], data["landmarks"]
     try:
-        fixed, moving = _read(pair.fixed), _read(pair.moving)
-        labels = _read(pair.moving_labels, kind="label") if pair.moving_labels else None
-        fixed_labels = _read(pair.fixed_labels, kind="label") if pair.fixed_labels else None
-        fixed_mask = _read(pair.fixed_mask, kind="label") if pair.fixed_mask else None
-        moving_mask = _read(pair.moving_mask, kind="label") if pair.moving_mask else None
-        for image, other, name, option, path in (
-            (moving, labels, "moving", "--labels", pair.moving_labels),
-            (fixed, fixed_labels, "fixed", "--fixed-labels", pair.fixed_labels),
-            (fixed, fixed_mask, "fixed", "--fixed-mask", pair.fixed_mask),
-            (moving, moving_mask, "moving", "--moving-mask", pair.moving_mask),
-        ):
-            if other is not None:
-                _on_grid(image, other, name, option, path)
-        landmarks = None
-        if pair.fixed_landmarks and pair.moving_landmarks:
-            f_pts, m_pts = _check_landmarks(pair.fixed_landmarks, pair.moving_landmarks)
-            dim = 2 if fixed.is_2d else 3
-            landmarks = (_landmarks_for(f_pts, dim, "--fixed-landmarks", pair.fixed_landmarks),
-                         _landmarks_for(m_pts, dim, "--moving-landmarks", pair.moving_landmarks))
         if method == "learned":
             result = args.learned_model.register(fixed, moving, prealign=args.prealign, seed=args.seed)
         else:
             result = register(fixed, moving, method=method, metric=args.metric, init=args.init,
-                              fixed_mask=fixed_mask, moving_mask=moving_mask, levels=_levels(args.levels),
-                              iterations=args.iterations, bspline_grid_mm=args.bspline_grid_mm,
-                              sampling_fraction=args.sampling, seed=args.seed)
+                              fixed_mask=data["fixed_mask"], moving_mask=data["moving_mask"],
+                              levels=_levels(args.levels), iterations=args.iterations,
+                              bspline_grid_mm=args.bspline_grid_mm, sampling_fraction=args.sampling,
+                              seed=args.seed, threads=args.threads)
     except MedimgError as exc:
-        if pair.where:  # name the CSV line in front of the message
-            exc.args = (pair.where + str(exc),)
+        _name_line(exc, pair)
         raise
     t0 = time.perf_counter()
     deformable = is_deformable(result.transform)
@@ -538,16 +608,28 @@ def _report_html(m: dict[str, Any], figures: dict[str, Any], fixed, moving) -> s
 
 def _summary_row(folder: str, m: dict[str, Any]) -> dict[str, Any]:
     dice = m.get("dice") or {}
-    return {"pair": folder, "fixed": m["fixed"], "moving": m["moving"], "method": m["method"],
-            "metric": m["metric"], "seconds": m["seconds"], "metric_before": m["metric_before"],
-            "metric_after": m["metric_after"], "dice_before": dice.get("mean_before"),
-            "dice_after": dice.get("mean_after"),
-            "folding_fraction": (m.get("jacobian") or {}).get("folding_fraction")}
+    params = m.get("params") or {}
+    return {"pair": folder, "status": "ok", "fixed": m["fixed"], "moving": m["moving"], "method": m["method"],
+            "metric": m["metric"], "init": params.get("init_used", params.get("init")), "seconds": m["seconds"],
+            "metric_before": m["metric_before"], "metric_after": m["metric_after"],
+            "dice_before": dice.get("mean_before"), "dice_after": dice.get("mean_after"),
+            "folding_fraction": (m.get("jacobian") or {}).get("folding_fraction"), "error": None}
+
+
+def _failed_row(pair: Pair, args: argparse.Namespace, error: str) -> dict[str, Any]:
+    row: dict[str, Any] = dict.fromkeys(SUMMARY_COLUMNS)
+    row.update(pair=pair.folder(), status="failed", fixed=pair.fixed, moving=pair.moving,
+               method=args.method.replace("-", "_"), metric=args.metric if args.method != "learned" else None,
+               error=error)
+    return row
 
 
 def _print_pair(m: dict[str, Any], prefix: str = "") -> None:
     print(f"{prefix}{m['method']} ({m['metric']}): metric {m['metric_before']:.5g} -> {m['metric_after']:.5g} in "
           f"{m['seconds']:.2f} s, {m['iterations']} iterations")
+    fallback = (m.get("params") or {}).get("init_fallback")
+    if fallback:
+        print(f"{prefix}note: {fallback}")
     if "jacobian" in m:
         j = m["jacobian"]
         print(f"{prefix}Jacobian: folding fraction {j['folding_fraction']:.4g}, std log-Jacobian "
@@ -565,9 +647,20 @@ def _print_pair(m: dict[str, Any], prefix: str = "") -> None:
 
 # ---- the command -----------------------------------------------------------------------------------------------
 def _check_args(args: argparse.Namespace) -> None:
+    import math
+
     from medimg.core.errors import InvalidParameterError
 
     _levels(args.levels)
+    for flag, value in (("--bspline-grid-mm", args.bspline_grid_mm), ("--sampling", args.sampling)):
+        if not (math.isfinite(value) and value > 0):
+            raise InvalidParameterError("not a finite number > 0", parameter=flag,
+                                        expected="a finite number > 0" + (" (mm)" if "mm" in flag else ""),
+                                        found=value, fix=f"give e.g. {flag} {'40' if 'mm' in flag else '0.2'}")
+    if args.threads < 0:
+        raise InvalidParameterError("invalid number of threads", parameter="--threads",
+                                    expected="an integer >= 0 (0: every core)", found=args.threads,
+                                    fix="give --threads 1 for repeatable results")
     if args.method == "learned" and not args.model:
         raise InvalidParameterError("--method learned needs --model", parameter="--model",
                                     expected="a model folder trained by `medimg train register`, or a zoo name",
@@ -581,7 +674,8 @@ def _check_args(args: argparse.Namespace) -> None:
     if args.method == "learned":
         classical = (("--metric", args.metric, "mattes"), ("--init", args.init, "geometry"),
                      ("--levels", args.levels, "4,2,1"), ("--iterations", args.iterations, None),
-                     ("--bspline-grid-mm", args.bspline_grid_mm, 40.0), ("--sampling", args.sampling, 0.2))
+                     ("--bspline-grid-mm", args.bspline_grid_mm, 40.0), ("--sampling", args.sampling, 0.2),
+                     ("--threads", args.threads, 1))
         for flag, value, default in classical:
             if value != default:
                 raise InvalidParameterError(f"{flag} is a setting of the classical methods", parameter=flag,
@@ -654,40 +748,57 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_pairs(args: argparse.Namespace) -> int:
-    import csv
-    import io
     import json
+    import shutil
+    import sys
 
     from medimg import __version__
+    from medimg.core.errors import MedimgError
     from medimg.io._files import atomic_output_dir
+    from medimg.io.csv_safe import rows_to_text
 
     pairs = read_pairs(args.pairs)
+    # every pair's files are read and checked before any registration: a bad row is exit 2 with nothing written
+    for pair in pairs:
+        _load_pair(pair)
     inputs = [args.pairs] + [p for pair in pairs for p in pair.inputs()]
     rows, metrics = [], []
+    failed = 0
     with atomic_output_dir(args.out, inputs=inputs) as tmp:
         for i, pair in enumerate(pairs, 1):
-            m = register_pair(pair, args, tmp / pair.folder())
+            prefix = f"[{i}/{len(pairs)}] {pair.folder()}: "
+            try:
+                m = register_pair(pair, args, tmp / pair.folder())
+            except MedimgError as exc:
+                # this pair failed to register: record it and go on with the others
+                shutil.rmtree(tmp / pair.folder(), ignore_errors=True)
+                error = str(exc)[len(pair.where):] if str(exc).startswith(pair.where) else str(exc)
+                failed += 1
+                rows.append(_failed_row(pair, args, error))
+                metrics.append({"pair": pair.folder(), "status": "failed", "fixed": pair.fixed,
+                                "moving": pair.moving, "error": error})
+                print(f"medimg register: {prefix}failed: {error}", file=sys.stderr)
+                continue
             rows.append(_summary_row(pair.folder(), m))
-            metrics.append({"pair": pair.folder(), **m})
+            metrics.append({"pair": pair.folder(), "status": "ok", **m})
             if not args.quiet:
-                _print_pair(m, prefix=f"[{i}/{len(pairs)}] {pair.folder()}: ")
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=list(SUMMARY_COLUMNS), lineterminator="\n")
-        writer.writeheader()
-        for r in rows:
-            writer.writerow({k: ("" if v is None else v) for k, v in r.items()})
-        (tmp / "summary.csv").write_text(buf.getvalue(), encoding="utf-8")
-        doc = {"medimg_version": __version__, "pairs_csv": args.pairs, "n_pairs": len(pairs),
+                _print_pair(m, prefix=prefix)
+        (tmp / "summary.csv").write_text(rows_to_text(rows, SUMMARY_COLUMNS), encoding="utf-8")
+        doc = {"medimg_version": __version__, "pairs_csv": args.pairs, "n_pairs": len(pairs), "n_failed": failed,
                "settings": {"method": args.method.replace("-", "_"), "metric": args.metric, "init": args.init,
                             "model": args.model, "prealign": args.prealign,
                             "levels": list(_levels(args.levels)), "iterations": args.iterations,
                             "bspline_grid_mm": args.bspline_grid_mm, "sampling_fraction": args.sampling,
-                            "seed": args.seed},
+                            "seed": args.seed, "threads": args.threads},
                "columns": list(SUMMARY_COLUMNS), "rows": rows, "pairs": metrics}
         (tmp / "summary.json").write_text(json.dumps(_jsonable(doc), indent=2, allow_nan=False) + "\n",
                                           encoding="utf-8")
     if not args.quiet:
-        print(f"wrote {args.out}: {len(pairs)} pair folder(s), summary.csv, summary.json")
+        print(f"wrote {args.out}: {len(pairs) - failed} pair folder(s), summary.csv, summary.json")
+    if failed:
+        print(f"medimg register: {failed} of {len(pairs)} pairs failed, see {Path(args.out) / 'summary.csv'}",
+              file=sys.stderr)
+        return EXIT_SOME_FAILED
     return 0
 
 

@@ -28,7 +28,9 @@ def add_parser(subparsers, *, parents, help: str) -> None:  # noqa: A002
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("input", help="image file or DICOM file/folder/zip")
-    p.add_argument("output", help="output label map (.nii.gz, .nrrd, .mha, or .png for 2D)")
+    from medimg.cli._output import add_output_argument
+
+    add_output_argument(p, help="output label map (.nii.gz, .nrrd, .mha, or .png for 2D)")
     p.add_argument("--method", required=True, choices=METHODS)
     g = p.add_argument_group("thresholds")
     g.add_argument("--lower", type=float, help="threshold / region-grow: lowest value kept (HU for CT)")
@@ -201,9 +203,11 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from medimg import classical as cl
+    from medimg.cli._output import resolve_output
     from medimg.cli.cmd_analyze import load_input
     from medimg.io import write
 
+    resolve_output(args)
     notes: list[str] = []
     args.modality = None
     _check_atlas_options(args)

@@ -4,6 +4,11 @@ Each subcommand lives in ``medimg.cli.cmd_<name>`` and exposes ``add_parser(subp
 ``run(args) -> int``. Modules are imported only for the command that runs, so ``medimg --help`` stays instant.
 Errors the library raises on purpose (:class:`medimg.core.errors.MedimgError`) become one line on stderr and
 exit code 2; ``--debug`` shows the traceback instead.
+
+Exit codes: 0 success; 1 internal error (a bug); 2 bad input or parameters (one line on stderr, nothing
+written); 3 ``register --pairs``: the batch finished but some pairs failed (see OUT/summary.csv); 130
+interrupted; 141 stdout was closed early (``medimg info ... | head``): the rest of the output is dropped quietly,
+as a process killed by SIGPIPE (128 + 13) would report, with no message.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from typing import Sequence
 
@@ -30,19 +36,37 @@ COMMANDS: dict[str, tuple[str, str]] = {
                  "per case and class"),
     "verify": ("medimg.cli.cmd_verify", "check a segmentation or classification training dataset and list every "
                "problem"),
-    "train": ("medimg.cli.cmd_train", "train a self-configuring model: segment (nnU-Net or 2D layout) or classify"),
+    "train": ("medimg.cli.cmd_train", "train a self-configuring model: segment (nnU-Net or 2D layout), classify, "
+              "or register (learned deformable registration)"),
     "predict": ("medimg.cli.cmd_predict", "segment or classify files, folders or DICOM series with a model"),
     "models": ("medimg.cli.cmd_models", "list the models that ship with medimg"),
     "analyze": ("medimg.cli.cmd_analyze", "the main job: pick a pipeline, segment, measure, write an HTML report"),
     "demo": ("medimg.cli.cmd_demo", "run the main job on the CT sample shipped with medimg"),
-    "register": ("medimg.cli.cmd_register", "classical registration: rigid, affine, B-spline or demons; "
-                 "warped image/labels, transform, displacement field, metrics"),
+    "register": ("medimg.cli.cmd_register", "register images: classical rigid, affine, B-spline or demons, or a "
+                 "learned model (--method learned); warped image/labels, transform, displacement field, metrics"),
     "warp": ("medimg.cli.cmd_warp", "apply a saved ITK transform (.tfm/.h5) to an image or label map"),
 }
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
 EXIT_BAD_INPUT = 2
+EXIT_SOME_FAILED = 3
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for `yes | head`
+
+
+def _stdout_closed() -> int:
+    """stdout's reader went away (``medimg info X | head``): drop the rest of the output quietly.
+
+    Python's documented recipe: point stdout at /dev/null so that the interpreter's final flush does not raise
+    a second BrokenPipeError, and exit with 141 (128 + SIGPIPE) as a SIGPIPE-killed process would.
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout without a file descriptor (e.g. captured in tests)
+        pass
+    return EXIT_BROKEN_PIPE
 
 
 def _common_options(*, top: bool) -> argparse.ArgumentParser:
@@ -93,6 +117,13 @@ def _configure_logging(quiet: bool, debug: bool) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:  # also from argparse's --help output
+        return _stdout_closed()
+
+
+def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
     args = parser.parse_args(argv)
@@ -104,7 +135,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from medimg.core.errors import MedimgError
 
     try:
-        return int(module.run(args) or EXIT_OK)
+        code = int(module.run(args) or EXIT_OK)
+        sys.stdout.flush()  # a closed pipe shows up here at the latest, not in the interpreter's exit
+        return code
+    except BrokenPipeError:
+        return _stdout_closed()
     except MedimgError as exc:
         if args.debug:
             raise

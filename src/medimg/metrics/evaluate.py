@@ -5,6 +5,10 @@
 * :func:`match_cases`: pairs files of two folders (or two files) by case id, and lists the unmatched ones.
 * :func:`evaluate_cases`: one row per case and class with every metric of
   :func:`medimg.metrics.segmentation.segmentation_scores`.
+  Empty masks: a class empty in both the reference and the prediction of a case scores Dice 1 and distances 0;
+  empty on one side only: Dice 0 and distances inf (left out of the statistics, counted). When every reference
+  and prediction is empty (and no ``labels`` are given), label 1 is scored by that rule: Dice 1, no NaN. Label
+  maps with negative values are refused (InvalidParameterError naming the file).
 * :func:`summarize`: per class and metric the mean, std, median and a seeded percentile-bootstrap 95% interval
   of the mean, over finite values; ``inf`` values (a class empty on one side only) are left out and counted.
 * :func:`box_plot`: one box per metric and class (matplotlib, Agg backend).
@@ -15,8 +19,6 @@ This module reads images through :func:`medimg.io.read` and writes nothing itsel
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import math
 import os
@@ -127,6 +129,7 @@ def evaluate_cases(match: CaseMatch, *, labels: Sequence[int] | None = None,
 
     Raises:
         GeometryMismatchError: a prediction is not on its reference's grid (the case is named).
+        InvalidParameterError: a label map with negative values (the file is named).
     """
     from medimg.io import read
 
@@ -138,11 +141,15 @@ def evaluate_cases(match: CaseMatch, *, labels: Sequence[int] | None = None,
         except GeometryMismatchError as exc:
             raise GeometryMismatchError(exc.what, path=pp, expected=exc.expected, found=exc.found,
                                         fix=exc.fix) from exc
+        for path, img in ((pp, pred_img), (gp, gt_img)):
+            _check_label_values(img, path)
         scores = segmentation_scores(pred_img, gt_img, labels=labels, tolerance_mm=tolerance_mm)
         per_case.append((cid, scores))
         logger.debug("scored %s", cid)
     if labels is None:
-        all_labels = sorted({lab for _, s in per_case for lab in s})
+        # every case empty in both reference and prediction: score the foreground (label 1) by the both-empty
+        # rule (Dice 1, distances 0), as for a class absent from one case, instead of an empty table
+        all_labels = sorted({lab for _, s in per_case for lab in s}) or [1]
     else:
         all_labels = [int(v) for v in labels]
     both_empty = segmentation_scores(np.zeros((2, 2), np.uint8), np.zeros((2, 2), np.uint8), labels=[1])[1]
@@ -156,14 +163,25 @@ def evaluate_cases(match: CaseMatch, *, labels: Sequence[int] | None = None,
     return rows
 
 
+def _check_label_values(image: Any, path: Path) -> None:
+    """Label maps hold non-negative integers (0 background); refuse negative values with one line."""
+    from medimg.core.errors import InvalidParameterError
+
+    arr = np.asarray(image.array)
+    if arr.size and np.issubdtype(arr.dtype, np.number) and float(arr.min()) < 0:
+        raise InvalidParameterError(
+            "a label map with negative values", path=path, expected="labels 0 (background), 1, 2, ...",
+            found=f"{int(np.count_nonzero(arr < 0))} voxels below 0 (lowest {arr.min():g})",
+            fix="relabel the file with non-negative integers (a signed image given as a label map?)")
+
+
 def rows_to_csv(rows: Sequence[dict[str, Any]]) -> str:
     """CSV text of the rows (columns: case, label, then :data:`SEGMENTATION_METRICS`); inf written as 'inf'."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=["case", "label", *SEGMENTATION_METRICS], lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-    return buf.getvalue()
+    from medimg.io.csv_safe import rows_to_text
+
+    # case ids come from file names: one starting with = + - @ is escaped (spreadsheet formula injection)
+    return rows_to_text([{k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()} for row in rows],
+                        ["case", "label", *SEGMENTATION_METRICS], extrasaction="raise")
 
 
 def _bootstrap_ci(values: np.ndarray, rng: np.random.Generator, n_boot: int, level: float) -> tuple[float, float]:

@@ -82,12 +82,10 @@ def _fmt(v: Any) -> Any:
 
 def table_to_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
     """CSV text of ``rows`` with the given columns; floats with 6 significant digits, inf as 'inf'."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n", extrasaction="ignore")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: _fmt(v) for k, v in row.items()})
-    return buf.getvalue()
+    from medimg.io.csv_safe import rows_to_text
+
+    # cells a spreadsheet would run as formulas (case ids like "=cmd|...") are escaped there
+    return rows_to_text([{k: _fmt(v) for k, v in row.items()} for row in rows], columns)
 
 
 def _finite_or_none(v: float) -> float | None:
