@@ -8,8 +8,8 @@ from medimg.cli.main import COMMANDS, build_parser
 from medimg.io import read
 from medimg.testing import require_data
 
-#: commands with an output that still take it only positionally: owned elsewhere, listed in the issue 12 report
-POSITIONAL_ONLY = {"deid", "predict"}
+#: commands with an output that still take it only positionally (none left)
+POSITIONAL_ONLY: set[str] = set()
 #: commands that write nothing, or write only through named-format options (measure --json/--csv)
 NO_OUTPUT = {"info", "models", "verify", "measure"}
 
@@ -36,7 +36,7 @@ def test_old_output_spellings_still_parse():
     assert subs["evaluate"].parse_args(["a", "b", "--output", "x"]).output == "x"
     assert subs["evaluate"].parse_args(["a", "b", "--out", "x"]).output == "x"
     assert subs["demo"].parse_args(["-o", "x"]).out == "x"
-    for name in ("convert", "preprocess"):
+    for name in ("convert", "preprocess", "deid"):
         assert subs[name].parse_args(["in", "x"]).output == "x"
         assert subs[name].parse_args(["in", "-o", "x"]).output_option == "x"
 
@@ -91,3 +91,12 @@ def test_one_visible_spacing_name_where_pixel_spacing_exists():
         assert "--spacing" in subs[name]._option_string_actions
     # demo's --spacing is the resampling target, not the input's pixel size: kept and described as such
     assert "resampling target" in subs["demo"].format_help()
+
+
+def test_predict_takes_out_positionally_or_as_option():
+    subs = _subparsers()
+    assert subs["predict"].parse_args(["m", "in", "x"]).output == "x"
+    args = subs["predict"].parse_args(["m", "in", "-o", "x"])
+    from medimg.cli._output import resolve_output
+
+    assert resolve_output(args) == "x"

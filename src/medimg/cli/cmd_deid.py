@@ -20,9 +20,11 @@ def add_parser(
     subparsers: Any, *, parents: list[argparse.ArgumentParser], help: str
 ) -> argparse.ArgumentParser:
     """Register ``deid`` on ``subparsers`` (``help`` is the one-line text main.py lists)."""
+    from medimg.cli._output import add_output_argument
+
     p = subparsers.add_parser("deid", parents=parents, help=help, description=_DESCRIPTION)
     p.add_argument("input", metavar="IN", help="a DICOM file or a folder (searched recursively)")
-    p.add_argument("output", metavar="OUT", help="the output file, or a new folder for a folder input")
+    add_output_argument(p, help="the output file, or a new folder for a folder input")
     p.add_argument("--date-shift", metavar="DAYS", type=int, default=None,
                    help="shift every date by DAYS (non-zero) instead of removing it")
     p.add_argument("--mapping", metavar="FILE", default=None,
@@ -35,8 +37,11 @@ def add_parser(
 
 
 def run(args: argparse.Namespace) -> int:
+    from medimg.cli._output import resolve_output
     from medimg.core.errors import InvalidParameterError
     from medimg.io.deid import deidentify
+
+    resolve_output(args)
 
     secret = None
     if args.secret_env is not None:

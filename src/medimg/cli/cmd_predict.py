@@ -29,13 +29,14 @@ _IMAGE_EXT = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".png", ".tif", ".tiff
 def add_parser(subparsers, *, parents, help: str) -> None:  # noqa: A002
     from medimg.cli._args import add_precision_option, add_read_options
     from medimg.cli._classify import EXPLAIN_CHOICES
+    from medimg.cli._output import add_output_argument
 
     p = subparsers.add_parser("predict", parents=parents, help=help, description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="model folder or shipped model name")
     p.add_argument("input", help="image file, DICOM series folder, folder of cases/images, CSV or MedMNIST .npz")
-    p.add_argument("output", help="segmentation: label file (or folder for a folder input); classification: a new "
-                   "folder")
+    add_output_argument(p, help="segmentation: label file (or folder for a folder input); classification: a new "
+                        "folder")
     p.add_argument("--tta", action="store_true", help="mirror test-time augmentation (slower, slightly better)")
     p.add_argument("--overlap", type=float, default=0.5, help="sliding-window overlap, 0..0.9")
     p.add_argument("--probabilities", metavar="PATH", help="also write class probabilities (4D NIfTI; for a folder "
@@ -137,14 +138,29 @@ def _check_extra_outputs(args: argparse.Namespace, batch: bool) -> None:
                                   found="a folder", fix="give a file name with an extension, e.g. out.nii.gz")
 
 
+def _warn_unknown_pixel_size(image, model, args: argparse.Namespace) -> None:
+    """One stderr line (not with -q) when a 2D file without a pixel size meets a model that works in mm."""
+    import sys
+
+    spacing = getattr(model.plan, "target_spacing", None)
+    if args.quiet or not image.is_2d or image.metadata.get("spacing_source") != "default_1mm" or not spacing:
+        return
+    if any(abs(float(s) - 1.0) > 0.05 for s in list(spacing)[:2]):
+        print(f"warning: no pixel spacing in {args.input}: read at 1 mm per pixel, but model '{model.name}' works "
+              f"at {float(spacing[0]):g} mm pixels; pass --spacing SX,SY (mm) for a meaningful result",
+              file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     from medimg.cli._args import read_input
+    from medimg.cli._output import resolve_output
     from medimg.core.errors import InvalidParameterError
     from medimg.io import write
     from medimg.plans.model_folder import model_task
     from medimg.tasks.segment.predict import load_model, predict_image
     from medimg.zoo import resolve_model
 
+    resolve_output(args)
     model_dir = resolve_model(args.model)
     task = model_task(model_dir)
     if task == "register":
@@ -162,6 +178,7 @@ def run(args: argparse.Namespace) -> int:
     post = False if args.no_postprocess else None
     if not batch:
         image = read_input(args)
+        _warn_unknown_pixel_size(image, model, args)
         pred = predict_image(model, image, tta=args.tta, overlap=args.overlap,
                              probabilities=bool(args.probabilities), uncertainty=bool(args.uncertainty),
                              largest_component=post, precision=args.precision)
