@@ -106,6 +106,16 @@ def _parse_header(klass: Any, head: bytes, path: Path) -> Any:
     total = max(offset, size) + declared_nbytes(shape, dtype.itemsize)
     check_memory_budget(total, path=path, what="image")
     pixdim = [float(v) for v in hdr["pixdim"][1 : min(ndim, 3) + 1]]
+    negative = [i for i, d in enumerate(pixdim) if d < 0]
+    if negative and int(hdr["qform_code"]) == 0 and int(hdr["sform_code"]) == 0:
+        # nibabel takes |pixdim| and says so only in a log record: with no qform/sform an axis may flip unnoticed
+        raise ImageReadError(
+            "negative voxel size in the NIfTI header", path=path,
+            expected="pixdim[1..3] > 0, or a qform/sform that states the orientation",
+            found="a negative pixdim for axis " + ", ".join("xyz"[i] for i in negative) + " and no qform/sform",
+            fix="set positive voxel sizes and the orientation in a qform/sform (e.g. with nibabel: "
+                "img.set_qform(affine, code=1)), or convert from the original data",
+        )
     zero_axes = [i for i, (n, d) in enumerate(zip(shape, pixdim)) if n > 1 and not (np.isfinite(d) and d != 0)]
     return zero_axes, total
 

@@ -53,10 +53,19 @@ def check_model_folder_outside_inputs(out: str | os.PathLike[str],
 def check_fold_not_trained(out: str | os.PathLike[str], fold: int | str, *, resume: bool) -> None:
     """Refuse to train a fold again over its ``model.pt`` unless ``resume`` (continue from its checkpoint).
 
+    With ``resume``, the fold's ``checkpoint.pt`` is read here, weights-only, so that a refused or unreadable
+    checkpoint stops the run before the trainer writes anything (plan, fingerprint, splits).
+
     Raises:
         ImageWriteError: the fold already has ``model.pt`` and ``resume`` is False.
+        ImageReadError: ``resume`` and the checkpoint is refused or unreadable.
     """
     if resume:
+        checkpoint = Path(out) / fold_name(fold) / "checkpoint.pt"
+        if checkpoint.exists():
+            from medimg.train.callbacks import load_torch_file
+
+            load_torch_file(checkpoint, what="checkpoint")
         return
     weights = Path(out) / fold_name(fold) / "model.pt"
     if weights.exists():
