@@ -116,8 +116,15 @@ def test_demo_writes_outputs_and_replaces_only_its_own(tmp_path, capsys):
     assert not list(tmp_path.glob(".*partial"))
 
 
-@pytest.mark.parametrize("argv", [["convert"], ["info"], ["deid", "only-one"]])
+@pytest.mark.parametrize("argv", [["convert"], ["info"]])
 def test_argparse_errors_exit_2(argv):
     with pytest.raises(SystemExit) as exc:
         main(argv)
     assert exc.value.code == 2
+
+
+def test_missing_output_is_one_line_exit_2(capsys):
+    """deid IN without OUT or -o: the output is optional for argparse (OUT or -o OUT), so medimg says it."""
+    assert main(["deid", "only-one"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "-o/--out" in err[0]

@@ -84,8 +84,9 @@ def test_analyze_without_pixel_size_reports_pixels(tmp_path, capsys):
     payload, printed = _analyze(tmp_path, capsys)
     s = payload["summary"]
     assert s["method"] == "learned"
-    assert s["head_circumference_mm"] is None and "bpd_mm" not in s and "ofd_mm" not in s
-    assert payload["measurements"][0]["head_circumference_mm"] is None
+    # analyze writes 2D results without a pixel size in pixel units only (issue 12, item 4): no mm keys at all
+    assert not any(k.endswith("_mm") for k in s) and "bpd_px" in s and "ofd_px" in s
+    assert not any(k.endswith("_mm") for k in payload["measurements"][0])
     # the value in pixels is the head's: times the true pixel size it is close to the reference
     assert abs(s["head_circumference_px"] * float(pixel) - hc_ref) / hc_ref < 0.1
     assert any("no pixel size" in n and "--pixel-spacing" in n for n in payload["notes"])

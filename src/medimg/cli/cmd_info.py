@@ -71,7 +71,9 @@ def run(args: argparse.Namespace) -> int:
             return 0
     image = read_input(args)
     summary = {"format": image.metadata.get("source_format", fmt), **image_summary(image)}
-    if not args.show_identifiers:
+    if args.show_identifiers and image.metadata.get("series_description"):  # image summaries never carry it
+        summary.setdefault("metadata", {})["series_description"] = str(image.metadata["series_description"])
+    else:
         summary.get("metadata", {}).pop("series_description", None)
     for key in ("spacing_source_z", "geometry_note"):  # e.g. a single slice whose thickness was assumed
         if image.metadata.get(key):

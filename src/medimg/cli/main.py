@@ -77,7 +77,8 @@ def _common_options(*, top: bool) -> argparse.ArgumentParser:
     """
     default = False if top else argparse.SUPPRESS
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--quiet", "-q", action="store_true", default=default, help="print only errors")
+    common.add_argument("--quiet", "-q", action="store_true", default=default,
+                        help="print only warnings and errors (no progress or results)")
     common.add_argument("--debug", action="store_true", default=default, help="show tracebacks and debug logs")
     return common
 
