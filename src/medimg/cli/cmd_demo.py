@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import time
 from pathlib import Path
 
@@ -96,18 +94,18 @@ def run(args: argparse.Namespace) -> int:
     s = image_summary(ct)
     meta = s.get("metadata", {})
     say(f"input:        {src}")
-    say(f"found:        {meta.get('modality', '?')} series '{meta.get('series_description', '')}', "
+    say(f"found:        {meta.get('modality', '?')} series, "
         f"{s['size_xyz'][0]} x {s['size_xyz'][1]} x {s['size_xyz'][2]} voxels, "
         f"{' x '.join(f'{v:.3g}' for v in s['spacing_mm'])} mm, orientation {s['orientation']}, "
         f"transfer syntax {_syntax_name(meta.get('transfer_syntax'))}")
     it = s["intensity"]
     say(f"intensity:    {it['min']:.0f} .. {it['max']:.0f} HU (mean {it['mean']:.1f})")
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(os.path.abspath(out)).parent / f".{out.name}.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
+    from medimg.io._files import atomic_output_dir
+
+    # a fresh temporary folder beside OUT, renamed into place at the end; an earlier demo output is replaced,
+    # nothing else is ever deleted (issue 12: a fixed `.OUT.partial` name could remove a folder of the user's)
+    with atomic_output_dir(out, inputs=[src], replace_marker=(SUMMARY_NAME, _MARKER)) as tmp:
         files: dict[str, str] = {}
         write(ct, tmp / "ct.nii.gz", inputs=[src])
         files["volume"] = "ct.nii.gz"
@@ -170,12 +168,6 @@ def run(args: argparse.Namespace) -> int:
         }
         (tmp / SUMMARY_NAME).write_text(json.dumps(summary, indent=2))
         progress.step("wrote the JSON summary")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     say(f"wrote {out}/: " + ", ".join(sorted(files.values())) + f", {SUMMARY_NAME}")
     for line in ct_volume_lines(analysis.summary):
         say(line)
