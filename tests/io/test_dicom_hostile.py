@@ -359,3 +359,60 @@ def test_deeply_nested_sequences_are_refused(tmp_path):
     ds.ReferencedImageSequence = [inner]
     ds.save_as(path, enforce_file_format=True)
     _refused(path, "nested too deeply")
+
+
+# ---- declared lengths beyond the file: one DicomError, never a MemoryError (fuzz findings, issue 12 item 13) -----
+_READ_LIMITED = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+from medimg.core.errors import MedimgError
+from medimg.io import read
+try:
+    read(sys.argv[1])
+except MedimgError as exc:
+    print(exc)
+    sys.exit(3)
+"""
+
+
+def _huge_pixel_length(tmp_path: Path) -> Path:
+    path = _ct(tmp_path / "px.dcm", rows=128, cols=128)  # 32 KiB of pixels: deferred, read from the file later
+    data = bytearray(path.read_bytes())
+    i = data.index(b"\xe0\x7f\x10\x00OW")
+    struct.pack_into("<I", data, i + 8, 0xFFFFFFF0)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _huge_meta_length(tmp_path: Path) -> Path:
+    path = _ct(tmp_path / "meta.dcm")
+    data = bytearray(path.read_bytes())
+    i = data.index(b"\x02\x00\x03\x00UI")  # MediaStorageSOPInstanceUID, read before anything is deferred
+    path.write_bytes(bytes(data[:i]) + b"\x02\x00\x01\x00OB\0\0" + struct.pack("<I", 0xFFFFFFF0) + bytes(data[i:]))
+    return path
+
+
+_FINDINGS = Path(__file__).parents[1] / "fuzz" / "findings"
+
+
+@pytest.mark.parametrize("case", ["pixel_length", "meta_length", "dicom-2c8ddf3ead-b.dcm", "dicom-96ee3ee2b7-b.dcm"])
+def test_declared_length_beyond_the_file_is_one_error_under_a_memory_limit(case, tmp_path):
+    import subprocess
+    import sys
+
+    if case == "pixel_length":
+        path = _huge_pixel_length(tmp_path)
+    elif case == "meta_length":
+        path = _huge_meta_length(tmp_path)
+    else:
+        path = tmp_path / case
+        path.write_bytes((_FINDINGS / case).read_bytes())
+    proc = subprocess.run([sys.executable, "-c", _READ_LIMITED, str(path)], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 3, f"exit {proc.returncode}: {proc.stderr[-800:]}"  # 1: MemoryError escaped
+    assert str(path) in proc.stdout and len(proc.stdout.strip().splitlines()) == 1
+
+
+def test_valid_file_with_deferred_pixels_still_reads(tmp_path):
+    path = _ct(tmp_path / "ok.dcm", rows=128, cols=128)
+    assert read_dicom(path).shape[-2:] == (128, 128)

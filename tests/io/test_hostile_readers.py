@@ -365,3 +365,79 @@ def test_classification_header_probe_refuses_hostile_headers(name, corpus, tmp_p
     with pytest.raises(ImageReadError) as exc:
         open_classification_dataset(tmp_path)
     assert bad.name in str(exc.value) and "\n" not in str(exc.value)
+
+
+# ---- headers SimpleITK crashed on (segfault): refused before ITK sees them, checked in a subprocess ---------------
+_MHA = b"ObjectType = Image\nNDims = 3\nBinaryData = True\nDimSize = 3 2 2\nElementType = MET_SHORT\n"
+_ITK_CRASHERS = {
+    # the fuzzer's reproducer: a second NDims line hid the first one (NDims = 2**63 - 1, which MetaIO read) from the
+    # header check, and a garbled field name; MetaIO dereferenced past its arrays (signal 11)
+    "fuzz_finding.mha": (Path(__file__).parents[1] / "fuzz" / "findings" / "itk-359ba7da6c.mha").read_bytes(),
+    "ndims_twice.mha": b"ObjectType = Image\nNDims = 9223372036854775807\nDimSize = 3 2 2\n" + _MHA[19:]
+    + b"ElementDataFile = LOCAL\n" + b"\0" * 24,
+    "spacing_short.mha": _MHA + b"ElementSpacing = 1\nElementDataFile = LOCAL\n" + b"\0" * 24,
+    "spacing_inf.mha": _MHA + b"ElementSpacing = 1 1 1e999\nElementDataFile = LOCAL\n" + b"\0" * 24,
+    "matrix_short.mha": _MHA + b"TransformMatrix = 1 0 0 1\nElementDataFile = LOCAL\n" + b"\0" * 24,
+    "headersize_huge.mha": _MHA + b"HeaderSize = 99999999999\nElementDataFile = LOCAL\n" + b"\0" * 24,
+    "dimsize_before_ndims.mha": b"ObjectType = Image\nDimSize = 3 2 2\nNDims = 3\nElementType = MET_SHORT\n"
+    b"ElementDataFile = LOCAL\n" + b"\0" * 24,
+    "sizes_twice.nrrd": b"NRRD0004\ntype: short\ndimension: 3\nsizes: 3 2 2\nsizes: 3 2 2\nencoding: raw\n\n"
+    + b"\0" * 24,
+    "spacings_nan_count.nrrd": b"NRRD0004\ntype: short\ndimension: 3\nsizes: 3 2 2\nspacings: 1 1\nencoding: raw\n\n"
+    + b"\0" * 24,
+}
+_READ_ONE = """
+import sys
+from medimg.core import ImageReadError
+from medimg.io import read
+try:
+    read(sys.argv[1])
+except ImageReadError as exc:
+    print(exc)
+    sys.exit(3)
+"""
+
+
+@pytest.mark.parametrize("name", sorted(_ITK_CRASHERS))
+def test_itk_header_that_crashed_simpleitk_is_refused_first(name, tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / name
+    path.write_bytes(_ITK_CRASHERS[name])
+    proc = subprocess.run([sys.executable, "-c", _READ_ONE, str(path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 3, f"exit {proc.returncode}: {proc.stderr[-800:]}"  # -11 was the segfault
+    assert str(path) in proc.stdout and len(proc.stdout.strip().splitlines()) == 1
+
+
+def test_itk_headers_written_by_simpleitk_still_read(tmp_path):
+    """The stricter header check accepts what SimpleITK writes: 2D, 3D, vector, detached and compressed."""
+    for shape, ext in (((1, 6, 7), ".mha"), ((4, 5, 6), ".mha"), ((4, 5, 6), ".mhd"), ((4, 5, 6), ".nrrd"),
+                       ((4, 5, 6), ".nhdr"), ((1, 6, 7), ".nrrd")):
+        img = phantom(shape)
+        write(img, tmp_path / f"x{ext}")
+        assert read(tmp_path / f"x{ext}").shape == img.shape
+    rgb = phantom((1, 6, 7)).replace(voxels=np.zeros((3, 1, 6, 7), np.uint8))
+    for ext in (".mha", ".nrrd"):
+        write(rgb, tmp_path / f"rgb{ext}")
+        assert read(tmp_path / f"rgb{ext}").shape == rgb.shape
+
+
+def test_png_chunk_longer_than_the_file_is_one_error_under_a_memory_limit(tmp_path):
+    """Pillow allocated a 4 GB IDAT a 64-byte PNG declared (MemoryError under the fuzzer's 2 GB limit)."""
+    import subprocess
+    import sys
+
+    good = io.BytesIO()
+    PILImage.fromarray(np.zeros((4, 4), np.uint8)).save(good, format="PNG")
+    raw = bytearray(good.getvalue())
+    struct.pack_into(">I", raw, raw.index(b"IDAT") - 4, 0xFB00_0000)
+    cases = {"built.png": bytes(raw),
+             "finding.png": (Path(__file__).parents[1] / "fuzz" / "findings" / "raster-3876314172-b.png").read_bytes()}
+    script = "import resource, sys\nresource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))\n" + _READ_ONE
+    for name, data in cases.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        proc = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 3, f"{name}: exit {proc.returncode}: {proc.stderr[-800:]}"
+        assert str(path) in proc.stdout and "truncated" in proc.stdout

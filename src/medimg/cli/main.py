@@ -124,6 +124,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _stdout_closed()
 
 
+#: the positional inputs of the commands (and register's --pairs), in the order an error names them
+_INPUT_ARGS = ("input", "image", "labels", "pred", "gt", "fixed", "moving", "transform", "dataset", "pairs")
+
+
+def _input_paths(args: argparse.Namespace) -> str:
+    """The command's input path(s), quoted, for an error line that has no file of its own (out of memory)."""
+    names = [getattr(args, a) for a in _INPUT_ARGS if isinstance(getattr(args, a, None), (str, os.PathLike))]
+    return ", ".join(f"'{os.fspath(n)}'" for n in names)
+
+
 def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
@@ -150,7 +160,9 @@ def _main(argv: Sequence[str] | None) -> int:
         print(f"medimg {args.command}: interrupted", file=sys.stderr)
         return 130
     except MemoryError:
-        print(f"medimg {args.command}: error: out of memory; the input is too large for this machine. "
+        inputs = _input_paths(args)
+        what = f"{inputs} is too large" if inputs else "the input is too large"
+        print(f"medimg {args.command}: error: out of memory; {what} for this machine. "
               "Fix: crop or downsample the input first", file=sys.stderr)
         return EXIT_BAD_INPUT
     except Exception as exc:  # noqa: BLE001 - last-resort guard: one line instead of a traceback

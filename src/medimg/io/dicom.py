@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import io
 import logging
 import multiprocessing as mp
 import os
@@ -309,6 +310,46 @@ def _check_declared_size(ds: Dataset, path: Path) -> None:
                              fix="the header is damaged or hostile; repair or remove the file")
 
 
+class _BoundedFile(io.BufferedReader):
+    """A binary file whose ``read(n)`` never asks for more than the bytes left in it.
+
+    pydicom reads an element's value with ``fp.read(declared_length)``, and a buffered read allocates the
+    declared length first: a value length of 0xFFFFFFF0 in a 1 KB file was a MemoryError. Capped, pydicom gets the
+    short value and reports the file as truncated. Still an ``io.BufferedReader``, so pydicom keeps the file name
+    for deferred reads."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(io.FileIO(str(path), "rb"))  # a str name: pydicom reopens it for deferred reads
+        self._size = os.fstat(self.fileno()).st_size
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is not None and size > 0:
+            size = min(size, max(self._size - self.tell(), 0))
+        return super().read(size)
+
+
+def _dcmread(path: Path, **kwargs: Any) -> Dataset:
+    """``pydicom.dcmread`` through :class:`_BoundedFile`, then :func:`_check_deferred_lengths`."""
+    with _BoundedFile(path) as fh:
+        ds = pydicom.dcmread(fh, **kwargs)
+    _check_deferred_lengths(ds, path)
+    return ds
+
+
+def _check_deferred_lengths(ds: Dataset, path: Path) -> None:
+    """Refuse a deferred (large, not yet read) element whose declared length runs past the end of the file, before
+    anything reads it (pydicom and _fetch_deferred_pixels would allocate the declared length)."""
+    size = path.stat().st_size
+    for tag, raw in getattr(ds, "_dict", {}).items():
+        if isinstance(raw, RawDataElement) and raw.value is None and raw.length not in (0, 0xFFFFFFFF) \
+                and raw.value_tell + raw.length > size:
+            raise DicomError(
+                "DICOM file is truncated or an element length is damaged", path=path,
+                expected=f"element {tag} with {raw.length} bytes inside the file's {size} bytes",
+                found=f"{max(size - raw.value_tell, 0)} bytes after the element's start",
+                fix="copy the file again; if it persists the file is damaged or hostile, remove it")
+
+
 def _check_transfer_syntax(ds: Dataset, path: Path) -> None:
     syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     if syntax is None:
@@ -398,7 +439,7 @@ def _probe(path: Path) -> Dataset:
         with _quiet_pydicom():
             # Large values (pixel data) are deferred: read from the file only when the series is loaded, so the
             # header parsed here is reused by _load instead of parsing every file twice.
-            ds = pydicom.dcmread(path, defer_size=_DEFER_BYTES, force=not has_magic)
+            ds = _dcmread(path, defer_size=_DEFER_BYTES, force=not has_magic)
             _check_transfer_syntax(ds, path)
             _force_parse(ds, path, _READER_TAGS)  # a bad VR or value length fails here, not later
             rows = ds.get("Rows")
@@ -407,8 +448,10 @@ def _probe(path: Path) -> Dataset:
             kind = _non_image_kind(ds)
     except DicomError:
         raise
-    except MemoryError:
-        raise
+    except MemoryError as exc:  # large values are deferred and lengths checked: a header never needs much memory
+        raise DicomError("unreadable DICOM file", path=path, expected="a DICOM header of sensible size",
+                         found="MemoryError while parsing the header",
+                         fix="the file is damaged or hostile; remove it") from exc
     except Exception as exc:  # noqa: BLE001 - see _READ_ERRORS
         raise DicomError("unreadable DICOM file", path=path, expected="a valid DICOM file",
                          found=f"{type(exc).__name__}: {str(exc)[:200]}",
@@ -443,7 +486,7 @@ def _dicomdir_files(path: Path) -> list[Path]:
     """Image files referenced by a DICOMDIR; refuses a reference that resolves outside the DICOMDIR's folder."""
     try:
         with _quiet_pydicom():
-            ds = pydicom.dcmread(path)
+            ds = _dcmread(path)
             records = list(ds.DirectoryRecordSequence)
             refs = [rec.get("ReferencedFileID") for rec in records]
     except MemoryError:
@@ -1050,7 +1093,7 @@ def _resample_even(values: np.ndarray, positions: np.ndarray, step: float) -> tu
 def _read_full(path: Path) -> Dataset:
     try:
         with _quiet_pydicom():
-            ds = pydicom.dcmread(path, force=True)
+            ds = _dcmread(path, force=True)
             _check_transfer_syntax(ds, path)
             _force_parse(ds, path)
     except DicomError:
@@ -1084,7 +1127,8 @@ def _fetch_deferred_pixels(ds: Dataset, path: Path) -> None:
             continue
         with open(path, "rb") as fh:
             fh.seek(raw.value_tell)
-            data = fh.read(raw.length)
+            # never allocate more than the file holds (the header check refuses such lengths; this is the backstop)
+            data = fh.read(min(raw.length, max(os.fstat(fh.fileno()).st_size - raw.value_tell, 0)))
         if len(data) != raw.length:
             raise DicomError("DICOM file is truncated", path=path, expected=f"{raw.length} bytes of pixel data",
                              found=f"{len(data)} bytes", fix="copy the file again; it was cut short")

@@ -113,6 +113,103 @@ def _data_file(path: Path, name: str) -> Path:
     return folder / target
 
 
+#: MetaImage fields whose values are ndim numbers, and ndim * ndim numbers (MetaIO reads as many as NDims says)
+_MET_VECTORS = ("elementspacing", "offset", "position", "origin", "centerofrotation", "elementsize")
+_MET_MATRICES = ("transformmatrix", "rotation", "orientation")
+_MET_INTS = ("headersize", "compresseddatasize", "elementnumberofchannels")
+_MET_BOOLS = ("binarydata", "binarydatabyteordermsb", "elementbyteordermsb", "compresseddata")
+_SIZE_FIELDS = {"ndims", "dimsize", *(_MET_VECTORS), *(_MET_MATRICES)}
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def _floats(path: Path, text: str, name: str, count: int | None) -> list[float]:
+    """``count`` finite numbers of reasonable size (|x| <= 1e12), or a refusal naming the field."""
+    words = text.replace("(", " ").replace(")", " ").replace(",", " ").split() if count is None else text.split()
+    if not all(_NUMBER.fullmatch(w) for w in words) or (count is not None and len(words) != count):
+        raise _bad_header(path, f"invalid {name}", f"{text[:80]!r}" + ("" if count is None else
+                          f" (expected {count} numbers)"))
+    values = [float(w) for w in words]
+    if not all(abs(v) <= 1e12 for v in values):  # also refuses inf and nan (1e999 parses as inf)
+        raise _bad_header(path, f"invalid {name}", f"{text[:80]!r} (a value is not finite or beyond 1e12)")
+    return values
+
+
+def _check_fields(path: Path, pairs: list[tuple[str, str]], nrrd: bool) -> None:
+    """Field names are printable and appear once (a second ``NDims`` line hid the first one, which MetaIO read,
+    from this check: a segfault), and MetaImage's NDims comes before the fields whose length it gives."""
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if not key or not key.isprintable() or len(key) > 64:
+            raise _bad_header(path, "invalid header field name", repr(key[:40]))
+        if key in seen:
+            raise _bad_header(path, "header field given twice", repr(key[:40]))
+        seen.add(key)
+        if not nrrd and key in _SIZE_FIELDS and key != "ndims" and "ndims" not in seen:
+            raise _bad_header(path, "MetaImage field before NDims", repr(key[:40]),
+                              fix="write NDims before DimSize and the geometry fields; export the image again")
+
+
+def _check_geometry(path: Path, fields: dict[str, str], nrrd: bool, ndim: int) -> None:
+    """Every numeric field has the number of values the dimension asks for, finite and of bounded size; integer
+    fields are integers in range; the data's offset and compressed size fit in the file (or the data file)."""
+    limit = path.stat().st_size
+    name = fields.get("data file", fields.get("datafile")) if nrrd else fields.get("elementdatafile")
+    if name and not (name.upper() == "LOCAL" and not nrrd):
+        try:
+            data = path.parent / name
+            limit = max(limit, data.stat().st_size if is_inside(data, path.parent) and data.is_file() else 0)
+        except (OSError, ValueError):
+            pass  # _data_file refuses it with the reason
+    if nrrd:
+        for key in ("spacings", "thicknesses", "axis mins", "axis maxs"):
+            if key in fields:
+                _floats_or_nan(path, fields[key], key, ndim)
+        if "space origin" in fields:
+            _floats(path, fields["space origin"], "space origin", None)
+        if "space directions" in fields:
+            vectors = [v for v in fields["space directions"].split() if v.lower() != "none"]
+            if len(fields["space directions"].split()) != ndim:
+                raise _bad_header(path, "invalid space directions", repr(fields["space directions"][:80]))
+            for v in vectors:
+                _floats(path, v, "space directions", None)
+        for key, low in (("byte skip", -1), ("line skip", 0)):
+            if key in fields:
+                values = _ints(path, fields[key], key)
+                if len(values) != 1 or not low <= values[0] <= limit:
+                    raise _bad_header(path, f"invalid {key}", fields[key][:40])
+        return
+    for key in _MET_VECTORS:
+        if key in fields:
+            _floats(path, fields[key], key, ndim)
+    for key in _MET_MATRICES:
+        if key in fields:
+            _floats(path, fields[key], key, ndim * ndim)
+    for key in _MET_INTS:
+        if key in fields:
+            values = _ints(path, fields[key], key)
+            high = 1024 if key == "elementnumberofchannels" else limit
+            low = -1 if key == "headersize" else 0
+            if len(values) != 1 or not low <= values[0] <= high:
+                raise _bad_header(path, f"invalid {key}", fields[key][:40])
+    for key in _MET_BOOLS:
+        if key in fields and fields[key].lower() not in ("true", "false", "1", "0"):
+            raise _bad_header(path, f"invalid {key}", repr(fields[key][:40]))
+    for key in ("elementmin", "elementmax"):
+        if key in fields:
+            _floats(path, fields[key], key, None)
+    if "anatomicalorientation" in fields and not re.fullmatch(r"[LRAPSI?]{1,5}", fields["anatomicalorientation"]
+                                                              .upper()):
+        raise _bad_header(path, "invalid AnatomicalOrientation", repr(fields["anatomicalorientation"][:40]))
+
+
+def _floats_or_nan(path: Path, text: str, name: str, count: int) -> None:
+    """NRRD per-axis values: ``count`` numbers, where ``nan`` marks an axis without one."""
+    words = text.split()
+    if len(words) != count:
+        raise _bad_header(path, f"invalid {name}", f"{text[:80]!r} (expected {count} values)")
+    _floats(path, " ".join(w for w in words if w.lower() != "nan"), name, None)
+
+
 def check_itk_header(path: str | os.PathLike[str], ext: str | None = None) -> None:
     """Check a NRRD or MetaImage header before SimpleITK sees it: dimensions, sizes, element type, the data
     file's place, and the declared size against the bytes present and the memory budget.
@@ -131,6 +228,7 @@ def check_itk_header(path: str | os.PathLike[str], ext: str | None = None) -> No
         return  # not a text header format medimg knows; SimpleITK decides
     pairs, header_len = _header_lines(path, nrrd)
     fields = dict(pairs)
+    _check_fields(path, pairs, nrrd)
     if nrrd:
         dim_text, sizes_text, type_text = fields.get("dimension"), fields.get("sizes"), fields.get("type")
         data_name = fields.get("data file", fields.get("datafile"))
@@ -161,6 +259,7 @@ def check_itk_header(path: str | os.PathLike[str], ext: str | None = None) -> No
         raise _bad_header(path, "sizes do not match the dimensions", f"{ndim} dimensions, sizes {sizes_text[:80]}")
     if itemsize is None:
         raise _bad_header(path, "unknown element type", repr((type_text or "none")[:40]))
+    _check_geometry(path, fields, nrrd, ndim)
     nbytes = declared_nbytes(sizes, itemsize * channels)
     check_memory_budget(nbytes, path=path, what="image")
     if data_name is not None and (nrrd or data_name.upper() != "LOCAL"):

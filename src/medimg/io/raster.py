@@ -95,6 +95,29 @@ def _open_image(path: Path) -> PILImage.Image:
                 logger.debug("%s: %s", path, w.message)
 
 
+def _check_png_chunks(path: Path) -> None:
+    """Walk a PNG's chunk headers (without reading their data) and refuse a chunk that declares more bytes than
+    the file holds: Pillow allocates the declared length before reading (a 4 GB IDAT in a 100-byte file was a
+    MemoryError), and the PNG format caps a chunk at 2**31 - 1 bytes."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        if fh.read(8) != b"\x89PNG\r\n\x1a\n":
+            return
+        pos = 8
+        while pos + 8 <= size:
+            fh.seek(pos)
+            length, kind = struct.unpack(">I4s", fh.read(8))
+            if length > min(size - pos - 8, 2**31 - 1):
+                raise ImageReadError(
+                    "damaged or truncated image file", path=path, expected="PNG chunks that fit in the file",
+                    found=f"chunk {kind!r} at byte {pos} declares {length} bytes, {max(size - pos - 8, 0)} follow",
+                    fix="copy or export the image again",
+                )
+            if kind == b"IEND":
+                return
+            pos += 12 + length
+
+
 def _spacing(spacing: Sequence[float] | None, path: Path) -> tuple[tuple[float, float, float], str]:
     if spacing is None:
         # recorded in metadata["spacing_source"]; the caller decides what to tell the user (measurements switch to
@@ -145,6 +168,7 @@ def read_raster(
     p = check_input(path, allow_dir=False)
     kind_ = Kind(kind) if kind is not None else Kind.INTENSITY
     geometry_spacing, spacing_source = _spacing(spacing, p)
+    _check_png_chunks(p)
     try:
         with native_stderr_to_log(lambda text: logger.debug("%s: the decoder said: %s", p, text)), \
                 _open_image(p) as pil, warnings.catch_warnings(record=True) as caught:
@@ -168,6 +192,11 @@ def read_raster(
         raise ImageReadError(
             "not a readable PNG/JPEG/TIFF image", path=p, expected="PNG, JPEG or TIFF content",
             found="content Pillow does not recognise", fix="check the file is an image and not, e.g., an HTML page",
+        ) from exc
+    except MemoryError as exc:  # the last line of defence: the sizes checked above should leave none
+        raise ImageReadError(
+            "out of memory while decoding the image", path=p, expected="an image that fits in memory",
+            found="MemoryError", fix="crop or downsample the image, or give medimg a machine with more memory",
         ) from exc
     except (OSError, SyntaxError, ValueError, TypeError, KeyError, IndexError, struct.error, EOFError, zlib.error,
             PILImage.DecompressionBombError) as exc:  # Pillow's parsers raise all of these on damaged headers
