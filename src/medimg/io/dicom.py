@@ -60,7 +60,7 @@ from medimg.io._files import check_input
 from medimg.io.archive import extract_zip_safely
 from medimg.io.dicom_write import write_dicom_series
 
-__all__ = ["SeriesInfo", "scan_dicom", "read_dicom", "write_dicom_series"]
+__all__ = ["SeriesInfo", "scan_dicom", "read_dicom", "write_dicom_series", "dcmread_bounded"]
 
 logger = logging.getLogger(__name__)
 
@@ -328,7 +328,7 @@ class _BoundedFile(io.BufferedReader):
         return super().read(size)
 
 
-def _dcmread(path: Path, **kwargs: Any) -> Dataset:
+def dcmread_bounded(path: Path, **kwargs: Any) -> Dataset:
     """``pydicom.dcmread`` through :class:`_BoundedFile`, then :func:`_check_deferred_lengths`."""
     with _BoundedFile(path) as fh:
         ds = pydicom.dcmread(fh, **kwargs)
@@ -439,7 +439,7 @@ def _probe(path: Path) -> Dataset:
         with _quiet_pydicom():
             # Large values (pixel data) are deferred: read from the file only when the series is loaded, so the
             # header parsed here is reused by _load instead of parsing every file twice.
-            ds = _dcmread(path, defer_size=_DEFER_BYTES, force=not has_magic)
+            ds = dcmread_bounded(path, defer_size=_DEFER_BYTES, force=not has_magic)
             _check_transfer_syntax(ds, path)
             _force_parse(ds, path, _READER_TAGS)  # a bad VR or value length fails here, not later
             rows = ds.get("Rows")
@@ -486,7 +486,7 @@ def _dicomdir_files(path: Path) -> list[Path]:
     """Image files referenced by a DICOMDIR; refuses a reference that resolves outside the DICOMDIR's folder."""
     try:
         with _quiet_pydicom():
-            ds = _dcmread(path)
+            ds = dcmread_bounded(path)
             records = list(ds.DirectoryRecordSequence)
             refs = [rec.get("ReferencedFileID") for rec in records]
     except MemoryError:
@@ -1093,7 +1093,7 @@ def _resample_even(values: np.ndarray, positions: np.ndarray, step: float) -> tu
 def _read_full(path: Path) -> Dataset:
     try:
         with _quiet_pydicom():
-            ds = _dcmread(path, force=True)
+            ds = dcmread_bounded(path, force=True)
             _check_transfer_syntax(ds, path)
             _force_parse(ds, path)
     except DicomError:
