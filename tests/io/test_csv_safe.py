@@ -27,3 +27,15 @@ def test_writers_round_trip_through_the_csv_module():
     d.writeheader()
     d.writerow({"a": "+x"})
     assert buf.getvalue() == "'@x,-1,-1\n" and buf2.getvalue() == "a\n'+x\n"
+
+
+def test_measurement_tables_escape_formula_cells(tmp_path):
+    """measure/analyze's measurements.csv goes through the same writer (issue 12, item 13)."""
+    from medimg.measure import to_csv
+
+    out = tmp_path / "m.csv"
+    to_csv([{"structure": "=HYPERLINK(\"http://x\")", "volume_ml": -1.5, "label": 1}], out)
+    text = out.read_text()
+    assert "'=HYPERLINK" in text
+    assert "-1.5" in text and "'-1.5" not in text  # numbers stay numbers
+    assert "\n=" not in text and ",=" not in text

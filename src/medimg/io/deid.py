@@ -40,7 +40,6 @@ succeeded, so a failure leaves nothing behind.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import datetime as _dt
 import hashlib
@@ -58,6 +57,7 @@ from typing import TYPE_CHECKING, Any
 
 from medimg.core.errors import ImageReadError, ImageWriteError, InvalidParameterError
 from medimg.io._files import _is_inside, atomic_output, atomic_output_dir, check_input, same_path
+from medimg.io.csv_safe import safe_writer
 from medimg.io.deid_profile import profile_action
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -582,7 +582,7 @@ def _write_mapping(path: Path, state: _Deidentifier, files: dict[str, str]) -> N
         text = json.dumps(data, indent=2, sort_keys=True)
     else:
         buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
+        writer = safe_writer(buf, lineterminator="\n")
         writer.writerow(["kind", "original", "pseudonym"])
         for kind in ("patients", "uids", "files"):
             for original, new in sorted(data[kind].items()):

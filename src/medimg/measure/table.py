@@ -24,7 +24,6 @@ intensity). Records never contain NaN.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -370,11 +369,12 @@ def to_csv(records: Sequence[Mapping[str, Any]], path: str | os.PathLike[str], *
     The file is written atomically (temporary name, renamed on success) and never overwrites ``inputs``.
     """
     from medimg.io._files import atomic_output
+    from medimg.io.csv_safe import SafeDictWriter  # cells a spreadsheet would run as formulas are escaped
 
     cols = _columns(records)
     with atomic_output(path, inputs=inputs) as tmp:
         with open(tmp, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=cols, restval="")
+            writer = SafeDictWriter(fh, fieldnames=cols, restval="")
             writer.writeheader()
             for rec in records:
                 writer.writerow({k: ("" if v is None else v) for k, v in rec.items()})

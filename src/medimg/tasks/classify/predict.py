@@ -19,7 +19,6 @@ for every sample, and the files that carry them.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import logging
@@ -36,6 +35,7 @@ import torch
 from medimg.core.enums import Kind
 from medimg.core.errors import ImageReadError, InvalidParameterError, MedimgError
 from medimg.core.image import Image
+from medimg.io.csv_safe import safe_writer
 
 logger = logging.getLogger(__name__)
 
@@ -1095,7 +1095,7 @@ def write_predictions(preds: Sequence[ClassPrediction], out_dir: str | os.PathLi
         class_names = list(preds[0].class_names) if preds else []
         with_label = any(p.label is not None for p in preds)
         buffer = io.StringIO()
-        w = csv.writer(buffer, lineterminator="\n")
+        w = safe_writer(buffer, lineterminator="\n")
         w.writerow(["id", *[f"prob_{c}" for c in class_names], "pred", "entropy", "mutual_information"]
                    + (["label"] if with_label else []))
         for p in preds:

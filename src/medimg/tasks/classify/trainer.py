@@ -37,7 +37,6 @@ make the learning-rate schedule depend on timing).
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import logging
@@ -54,6 +53,7 @@ import torch
 
 from medimg.core.errors import InvalidParameterError, MedimgError
 from medimg.io._files import write_json_atomic
+from medimg.io.csv_safe import safe_writer
 from medimg.train.loop import Callback
 from medimg.train.precision import bf16_conv3d_hazards
 
@@ -595,7 +595,7 @@ def _write_validation_csv(path: Path, ids: Sequence[str], labels: np.ndarray, pr
                           class_names: Sequence[str], multilabel: bool) -> None:
     tmp = path.with_name(f".{path.name}.part")
     with open(tmp, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
+        w = safe_writer(fh)
         w.writerow(["id", "label", *[f"prob_{c}" for c in class_names]])
         for sid, lab, p in zip(ids, labels, probs):
             text = ";".join(c for c, v in zip(class_names, lab) if v) if multilabel else class_names[int(lab)]
