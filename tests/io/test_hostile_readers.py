@@ -441,3 +441,15 @@ def test_png_chunk_longer_than_the_file_is_one_error_under_a_memory_limit(tmp_pa
         proc = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=120)
         assert proc.returncode == 3, f"{name}: exit {proc.returncode}: {proc.stderr[-800:]}"
         assert str(path) in proc.stdout and "truncated" in proc.stdout
+
+
+def test_metaimage_data_file_name_too_long_is_one_error(tmp_path):
+    """Found by benchmarks/fuzz.py after the issue-12 fixes: a 300-byte ElementDataFile name made pathlib's stat
+    raise OSError (File name too long) outside the one-line contract."""
+    from medimg.core.errors import MedimgError
+
+    header = tmp_path / "x.mhd"
+    header.write_bytes(b"ObjectType = Image\nNDims = 2\nDimSize = 2 2\nElementType = MET_UCHAR\n"
+                       b"ElementDataFile = " + b"\xff" * 300 + b"\n")
+    with pytest.raises(MedimgError, match="data file name"):
+        read(header)

@@ -106,6 +106,10 @@ def _data_file(path: Path, name: str) -> Path:
                           fix="write the voxels into one data file beside the header (or use .mha/.nrrd)")
     target = Path(name)
     folder = path.parent
+    if len(name.encode("utf-8", "surrogateescape")) > 255 or any(len(p) > 255 for p in target.parts) or "\0" in name:
+        # the file system would refuse it (OSError "File name too long") when the file is looked for
+        raise _bad_header(path, "data file name is not a usable file name", repr(name[:80]),
+                          fix="name the data file beside the header with a short plain name")
     if target.is_absolute() or not is_inside(folder / target, folder):
         raise _bad_header(path, "data file lies outside the header's folder", repr(name[:120]),
                           fix="keep the data file beside the header and name it without a folder part; medimg "
