@@ -245,7 +245,7 @@ def test_memory_budget_from_environment(tmp_path, monkeypatch):
         _ct(folder / f"{k}.dcm", z=2.0 * k, series_uid=uid, rows=64, cols=64)
     assert read_dicom(folder).shape == (1, 4, 64, 64)
     monkeypatch.setenv("MEDIMG_MAX_BYTES", "20K")  # each file fits (8 KiB), the series (32 KiB) does not
-    _refused(folder, "larger than the memory budget", "MEDIMG_MAX_BYTES")
+    _refused(folder, "series pixel data size exceeds the memory budget", "MEDIMG_MAX_BYTES")
 
 
 # ---- reading outside the input ------------------------------------------------------------------------------------

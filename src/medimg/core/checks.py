@@ -100,6 +100,7 @@ def _human(n: int) -> str:
 
 def check_memory_budget(
     nbytes: int | float, *, path: str | os.PathLike[str] | None = None, what: str = "image",
+    detail: str | None = None, error: type[ImageReadError] = ImageReadError,
 ) -> None:
     """Refuse, before allocating, an object of ``nbytes`` bytes larger than :func:`memory_budget_bytes`.
 
@@ -108,16 +109,18 @@ def check_memory_budget(
             Python int far beyond 64 bits (a hostile header), it is never allocated.
         path: the file, named in the message.
         what: what is being sized, for the message ("image", "decompressed stream", ...).
+        detail: how the size was reached (e.g. "512x512 x 1e8 frames"), put before the total in the message.
+        error: the ImageReadError subclass to raise (DicomError for DICOM).
 
     Raises:
         ImageReadError: ``nbytes`` exceeds the budget (one line: file, declared size, budget, fix).
     """
     budget = memory_budget_bytes()
     if nbytes > budget:
-        raise ImageReadError(
+        raise error(
             f"declared {what} size exceeds the memory budget", path=path,
             expected=f"at most {_human(budget)} ({MEMORY_BUDGET_ENV}={budget})",
-            found=f"{_human(int(nbytes))} declared ({int(nbytes)} bytes)",
+            found=(f"{detail} = " if detail else "") + f"{_human(int(nbytes))} declared ({int(nbytes)} bytes)",
             fix=f"if this is a real image, raise {MEMORY_BUDGET_ENV} (e.g. {MEMORY_BUDGET_ENV}=32G) on a machine "
                 "with enough memory; otherwise the file header is damaged or hostile",
         )

@@ -19,7 +19,7 @@ import shutil
 import tempfile
 import zlib
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from medimg.core.errors import ImageReadError, ImageWriteError
 
@@ -189,6 +189,23 @@ def write_json_atomic(path: str | os.PathLike[str], payload: object) -> None:
     tmp = out.with_name(f".{out.name}.part")
     tmp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, out)
+
+
+def read_json_file(path: str | os.PathLike[str], *, what: str, fix: str) -> Any:
+    """The parsed JSON in ``path`` (a file medimg wrote, e.g. plan.json), or one-line ImageReadError.
+
+    Args:
+        what: how the error names the file, e.g. "plan.json".
+        fix: the fix the error suggests.
+    """
+    from medimg.core.errors import ImageReadError
+
+    p = Path(path)
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ImageReadError(f"unreadable {what}", path=p, expected=f"the JSON medimg wrote as {what}",
+                             found=f"{type(exc).__name__}: {' '.join(str(exc).split())[:120]}", fix=fix) from exc
 
 
 @contextlib.contextmanager

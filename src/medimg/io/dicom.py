@@ -51,7 +51,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
-from medimg.core.checks import MEMORY_BUDGET_ENV, memory_budget_bytes
+from medimg.core.checks import check_memory_budget
 from medimg.core.enums import Kind, Modality
 from medimg.core.errors import DicomError, InvalidParameterError, SeriesSelectionError
 from medimg.core.geometry import Geometry
@@ -240,13 +240,6 @@ def _is_panic(exc: BaseException) -> bool:
     return type(exc).__name__ == "PanicException"
 
 
-def _human(n: int) -> str:
-    for unit, size in (("TiB", 1024**4), ("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
-        if n >= size:
-            return f"{n / size:.3g} {unit}"
-    return f"{n} bytes"
-
-
 def _int_tag(ds: Dataset, keyword: str, default: int) -> int:
     value = ds.get(keyword)
     if value is None or value == "":
@@ -279,15 +272,8 @@ def _check_declared_size(ds: Dataset, path: Path) -> None:
                          found=f"Rows {ds.get('Rows')}, Columns {ds.get('Columns')}, NumberOfFrames "
                                f"{ds.get('NumberOfFrames', 1)}, BitsAllocated {ds.get('BitsAllocated')}",
                          fix="the header is damaged; repair or remove the file")
-    declared = _declared_bytes(ds)
-    budget = memory_budget_bytes()
-    if declared > budget:
-        raise DicomError(
-            "declared image size exceeds the memory budget", path=path,
-            expected=f"at most {_human(budget)} ({MEMORY_BUDGET_ENV}={budget})",
-            found=f"{cols}x{rows} x {frames} frame(s) x {samples} sample(s) x {bits} bits = {_human(declared)}",
-            fix=f"if this is a real image, raise {MEMORY_BUDGET_ENV} (e.g. {MEMORY_BUDGET_ENV}=32G) on a machine with "
-                "enough memory; otherwise the header is damaged or hostile")
+    check_memory_budget(_declared_bytes(ds), path=path, what="image", error=DicomError,
+                        detail=f"{cols}x{rows} x {frames} frame(s) x {samples} sample(s) x {bits} bits")
     raw = getattr(ds, "_dict", {}).get(0x7FE00010)
     length = getattr(raw, "length", None)
     if length is None:
@@ -1422,15 +1408,8 @@ def _load(info: SeriesInfo, *, source: Path, where: Path, user_spacing: tuple[fl
           on_gap: str, headers: dict[Path, Dataset] | None = None) -> Image:
     headers = headers or {}
     datasets = [(headers[f] if f in headers else _read_full(f), f) for f in info.files]
-    total = sum(_declared_bytes(ds) for ds, _ in datasets)
-    budget = memory_budget_bytes()
-    if total > budget:
-        raise DicomError(
-            "the series is larger than the memory budget", path=where,
-            expected=f"at most {_human(budget)} ({MEMORY_BUDGET_ENV}={budget})",
-            found=f"{len(datasets)} file(s) declaring {_human(total)} of pixel data",
-            fix=f"raise {MEMORY_BUDGET_ENV} (e.g. {MEMORY_BUDGET_ENV}=32G) on a machine with enough memory, or read "
-                "a smaller part of the series")
+    check_memory_budget(sum(_declared_bytes(ds) for ds, _ in datasets), path=where, what="series pixel data",
+                        error=DicomError, detail=f"{len(datasets)} file(s)")
     photometric = _str(datasets[0][0], "PhotometricInterpretation", "MONOCHROME2").upper()
     samples = int(datasets[0][0].get("SamplesPerPixel", 1) or 1)
     rgb = samples == 3

@@ -8,7 +8,6 @@ whose patch/batch sizes could not fit in this machine's memory before anything i
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -36,12 +35,9 @@ def read_plan_dict(folder: str | os.PathLike[str]) -> dict[str, Any]:
         raise ImageReadError("not a model folder", path=root, expected="a folder with plan.json and fold_*/model.pt",
                              found="no plan.json", fix="give a folder written by `medimg train ...` or a model name "
                              "from `medimg models`")
-    try:
-        data = json.loads(plan.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise ImageReadError("unreadable plan.json", path=plan, expected="the JSON plan medimg wrote",
-                             found=f"{type(exc).__name__}: {' '.join(str(exc).split())[:120]}",
-                             fix="restore the file or train the model again") from exc
+    from medimg.io._files import read_json_file
+
+    data = read_json_file(plan, what="plan.json", fix="restore the file or train the model again")
     if not isinstance(data, dict):
         raise ImageReadError("unreadable plan.json", path=plan, expected="a JSON object",
                              found=type(data).__name__, fix="restore the file or train the model again")

@@ -3,7 +3,6 @@ mirror TTA, probabilities resampled back onto the input's exact grid, label valu
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -94,12 +93,10 @@ def _load_postprocess(path: Path, n_classes: int) -> dict[str, Any]:
     {} when absent."""
     if not path.is_file():
         return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise ImageReadError("unreadable postprocess.json", path=path, expected="the JSON medimg wrote",
-                             found=f"{type(exc).__name__}: {' '.join(str(exc).split())[:120]}",
-                             fix="remove the file (prediction then skips postprocessing) or train again") from exc
+    from medimg.io._files import read_json_file
+
+    data = read_json_file(path, what="postprocess.json",
+                          fix="remove the file (prediction then skips postprocessing) or train again")
     classes = data.get("largest_component_classes") if isinstance(data, dict) else None
     if not isinstance(classes, list) or not all(
             isinstance(c, int) and not isinstance(c, bool) and 1 <= c < n_classes for c in classes):
