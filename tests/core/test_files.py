@@ -3,7 +3,7 @@ import shutil
 import pytest
 
 from medimg.core import ImageReadError, ImageWriteError
-from medimg.io._files import atomic_output, atomic_output_dir, check_input, compound_suffix
+from medimg.io.files import atomic_output, atomic_output_dir, check_input, compound_suffix
 
 
 def test_compound_suffix():
@@ -67,7 +67,7 @@ def test_atomic_output_dir(tmp_path):
 
 
 def test_check_outputs_apart(tmp_path):
-    from medimg.io._files import check_outputs_apart
+    from medimg.io.files import check_outputs_apart
 
     inp = tmp_path / "out" / "case.nii.gz"
     inp.parent.mkdir()

@@ -833,7 +833,7 @@ def save_transform(transform: sitk.Transform, path: str | os.PathLike[str], *,
     Raises:
         ImageWriteError: unknown extension, a displacement field to a text file, ``path`` is one of ``inputs``.
     """
-    from medimg.io._files import atomic_output, compound_suffix
+    from medimg.io.files import atomic_output, compound_suffix
 
     out = Path(path)
     ext = compound_suffix(out)
@@ -861,7 +861,7 @@ def load_transform(path: str | os.PathLike[str]) -> sitk.Transform:
         ImageReadError: the file is missing or is not an ITK transform (an FSL .mat matrix, an elastix
             parameter file, a truncated .h5, ...), with the file named.
     """
-    from medimg.io._files import check_input
+    from medimg.io.files import check_input
 
     p = check_input(path, allow_dir=False)
     fix = ("give an ITK transform file (.tfm or .h5, e.g. OUT/transform.* from medimg register); convert an FSL "

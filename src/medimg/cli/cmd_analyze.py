@@ -149,7 +149,7 @@ def write_analysis(image, result, out: Path, *, source: str, inputs: list[str], 
 
     import medimg
     from medimg.io import write
-    from medimg.io._files import atomic_output_dir
+    from medimg.io.files import atomic_output_dir
     from medimg.measure import to_csv
     from medimg.report import ReportSection, classification_record, classification_section, image_summary, render_html
 
@@ -372,7 +372,7 @@ def run(args: argparse.Namespace) -> int:
     from medimg.cli._spacing import warn_fallback
     from medimg.cli.cmd_predict import _read_case, case_files
     from medimg.core.errors import InvalidParameterError
-    from medimg.io._files import check_outputs_apart
+    from medimg.io.files import check_outputs_apart
     from medimg.pipelines import choose_pipeline, run_pipeline
 
     out = Path(args.out)

@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     from medimg.cli.progress import Progress
     from medimg.core.image import Image
     from medimg.io import read, write
-    from medimg.io._files import same_path
+    from medimg.io.files import same_path
     from medimg.preprocess import resample, window
     from medimg.report import image_summary, montage
 
@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     it = s["intensity"]
     say(f"intensity:    {it['min']:.0f} .. {it['max']:.0f} HU (mean {it['mean']:.1f})")
 
-    from medimg.io._files import atomic_output_dir
+    from medimg.io.files import atomic_output_dir
 
     # a fresh temporary folder beside OUT, renamed into place at the end; an earlier demo output is replaced,
     # nothing else is ever deleted (issue 12: a fixed `.OUT.partial` name could remove a folder of the user's)

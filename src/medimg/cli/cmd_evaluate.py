@@ -114,7 +114,7 @@ def _run_task(args: argparse.Namespace) -> int:
     import json
     import sys
 
-    from medimg.io._files import atomic_output_dir
+    from medimg.io.files import atomic_output_dir
     from medimg.metrics import evaluate_tasks as et
 
     common = {"seed": args.seed, "n_bootstrap": args.bootstrap}
@@ -153,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from medimg.core.errors import InvalidParameterError
-    from medimg.io._files import atomic_output_dir
+    from medimg.io.files import atomic_output_dir
     from medimg.metrics.evaluate import box_plot, evaluate_cases, match_cases, rows_to_csv, summarize
 
     task = getattr(args, "task", "segmentation")

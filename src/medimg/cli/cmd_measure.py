@@ -66,7 +66,7 @@ def _write_outputs(args: argparse.Namespace, payload: dict[str, Any], records: l
     import contextlib
 
     from medimg.core.errors import InvalidParameterError
-    from medimg.io._files import atomic_output, same_path
+    from medimg.io.files import atomic_output, same_path
 
     if args.json and args.csv and same_path(args.json, args.csv):
         raise InvalidParameterError("--json and --csv name the same file", parameter="--csv",

@@ -113,7 +113,7 @@ def _check_extra_outputs(args: argparse.Namespace, batch: bool) -> None:
     """--probabilities / --uncertainty paths: not the input, not the label output, not each other (checked before
     anything is computed, so that a bad path leaves nothing behind)."""
     from medimg.core.errors import ImageWriteError
-    from medimg.io._files import same_path
+    from medimg.io.files import same_path
 
     named = [("OUT", args.output)] + [(f"--{n}", getattr(args, n)) for n in ("probabilities", "uncertainty")
                                        if getattr(args, n)]
@@ -199,7 +199,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from contextlib import ExitStack
 
-    from medimg.io._files import atomic_output_dir
+    from medimg.io.files import atomic_output_dir
 
     cases = case_files(src)
     with ExitStack() as stack:

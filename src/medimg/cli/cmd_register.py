@@ -87,7 +87,7 @@ class Pair:
 
 
 def _stem(path: str) -> str:
-    from medimg.io._files import compound_suffix
+    from medimg.io.files import compound_suffix
 
     name = Path(path).name
     ext = compound_suffix(name)
@@ -315,7 +315,7 @@ def read_pairs(csv_path: str) -> list[Pair]:
     import csv
 
     from medimg.core.errors import MedimgError
-    from medimg.io._files import check_input, same_path
+    from medimg.io.files import check_input, same_path
 
     p = check_input(csv_path, allow_dir=False)
     text = _read_text(p, "pairs CSV")
@@ -728,7 +728,7 @@ def _load_model(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from medimg.io._files import atomic_output_dir, check_input
+    from medimg.io.files import atomic_output_dir, check_input
 
     _check_args(args)
     _load_model(args)
@@ -754,8 +754,8 @@ def _run_pairs(args: argparse.Namespace) -> int:
 
     from medimg import __version__
     from medimg.core.errors import MedimgError
-    from medimg.io._files import atomic_output_dir
     from medimg.io.csv_safe import rows_to_text
+    from medimg.io.files import atomic_output_dir
 
     pairs = read_pairs(args.pairs)
     # every pair's files are read and checked before any registration: a bad row is exit 2 with nothing written
@@ -820,7 +820,7 @@ def _jsonable(value: Any) -> Any:
 def _read_text(path: Any, what: str) -> str:
     """The text of a small UTF-8 CSV input (BOM allowed), or one clear error naming the file."""
     from medimg.core.errors import ImageReadError
-    from medimg.io._files import check_input
+    from medimg.io.files import check_input
 
     p = check_input(path, allow_dir=False)
     try:

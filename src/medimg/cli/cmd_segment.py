@@ -107,7 +107,7 @@ def _seeds(voxel: list[str], world: list[str], name: str, *, required: bool):
 def _check_atlas_options(args) -> None:
     """--atlas/--atlas-labels only with --method atlas, at least one, as many of each, files present."""
     from medimg.core.errors import InvalidParameterError
-    from medimg.io._files import check_input
+    from medimg.io.files import check_input
 
     if args.method != "atlas":
         if args.atlas or args.atlas_labels:

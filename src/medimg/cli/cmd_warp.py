@@ -22,7 +22,7 @@ def add_parser(subparsers, *, parents, help: str) -> None:  # noqa: A002 - argpa
 def run(args: argparse.Namespace) -> int:
     from medimg.classical.registration import load_transform, warp
     from medimg.io import read, write
-    from medimg.io._files import check_input
+    from medimg.io.files import check_input
 
     for p in (args.image, args.transform, args.reference):
         check_input(p, allow_dir=True)

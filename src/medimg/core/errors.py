@@ -23,6 +23,7 @@ import os
 from typing import Any
 
 __all__ = [
+    "bad_value",
     "MedimgError",
     "InvalidParameterError",
     "GeometryMismatchError",
@@ -131,3 +132,14 @@ class UnsafeArchiveError(ImageReadError):
 
 class ImageWriteError(MedimgError, OSError):
     """An output cannot be written (it would overwrite an input, the extension is unknown, ...)."""
+
+
+def bad_value(parameter: str, what: str, expected: Any, found: Any, fix: str) -> InvalidParameterError:
+    """The one helper for "this value is wrong": an :class:`InvalidParameterError` naming ``parameter``.
+
+    Plans, specs and options use it so that every refusal reads the same way.
+
+    >>> str(bad_value("dims", "unsupported dimensionality", "2 or 3", 4, "plan 2D or 3D data"))
+    "parameter 'dims': unsupported dimensionality; expected 2 or 3, found 4. Fix: plan 2D or 3D data"
+    """
+    return InvalidParameterError(what, parameter=parameter, expected=expected, found=found, fix=fix)

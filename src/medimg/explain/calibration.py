@@ -26,7 +26,7 @@ from scipy.optimize import minimize_scalar
 from scipy.special import expit, logsumexp, softmax
 
 from medimg.core.errors import ImageWriteError, InvalidParameterError
-from medimg.io._files import atomic_output
+from medimg.io.files import atomic_output
 from medimg.metrics.classification import (
     _calibration_bins,
     _class_ids,

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from medimg.core.errors import ImageWriteError, InvalidParameterError
-from medimg.io._files import atomic_output
+from medimg.io.files import atomic_output
 
 __all__ = ["saliency_overlay", "most_salient_slices", "saliency_overlay_png", "saliency_montage_png"]
 

@@ -18,7 +18,7 @@ from typing import Iterable, Iterator, Sequence
 
 from medimg.core.errors import ImageWriteError, UnsupportedFormatError
 from medimg.core.image import Image
-from medimg.io._files import atomic_output, atomic_output_dir, check_input, compound_suffix
+from medimg.io.files import atomic_output, atomic_output_dir, check_input, compound_suffix
 
 logger = logging.getLogger(__name__)
 

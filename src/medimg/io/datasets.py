@@ -32,7 +32,7 @@ from medimg.core.errors import (
     UnsupportedFormatError,
 )
 from medimg.core.image import Image
-from medimg.io._files import check_input, compound_suffix, is_inside
+from medimg.io.files import check_input, compound_suffix, is_inside
 
 logger = logging.getLogger(__name__)
 

@@ -56,9 +56,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medimg.core.errors import ImageReadError, ImageWriteError, InvalidParameterError
-from medimg.io._files import _is_inside, atomic_output, atomic_output_dir, check_input, same_path
 from medimg.io.csv_safe import safe_writer
 from medimg.io.deid_profile import profile_action
+from medimg.io.files import _is_inside, atomic_output, atomic_output_dir, check_input, same_path
 
 if TYPE_CHECKING:  # pragma: no cover
     from pydicom.dataset import Dataset

@@ -56,9 +56,9 @@ from medimg.core.enums import Kind, Modality
 from medimg.core.errors import DicomError, InvalidParameterError, SeriesSelectionError
 from medimg.core.geometry import Geometry
 from medimg.core.image import Image, Operation
-from medimg.io._files import check_input
 from medimg.io.archive import extract_zip_safely
 from medimg.io.dicom_write import write_dicom_series
+from medimg.io.files import check_input
 
 __all__ = ["SeriesInfo", "scan_dicom", "read_dicom", "write_dicom_series", "dcmread_bounded"]
 

@@ -89,7 +89,7 @@ def write_dicom_series(image: Image, folder: str | os.PathLike[str], *, template
     Args:
         image: single-channel image (C = 1), for example one returned by :func:`medimg.io.dicom.read_dicom`.
         folder: destination folder (created if missing; files already there are never overwritten). Callers
-            that need all-or-nothing output wrap it in :func:`medimg.io._files.atomic_output_dir`.
+            that need all-or-nothing output wrap it in :func:`medimg.io.files.atomic_output_dir`.
         template: a pydicom Dataset whose header to copy; default ``image.metadata["dicom_template"]``.
         keep_identifiers: copy identifying attributes as they are; None: ``image.metadata["keep_identifiers"]``.
 

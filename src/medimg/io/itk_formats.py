@@ -26,7 +26,7 @@ from medimg.core.checks import check_memory_budget, check_voxels, declared_nbyte
 from medimg.core.enums import Kind, Space
 from medimg.core.errors import ImageReadError, ImageWriteError
 from medimg.core.image import Image
-from medimg.io._files import check_input, compound_suffix, is_inside, native_stderr_to_log
+from medimg.io.files import check_input, compound_suffix, is_inside, native_stderr_to_log
 from medimg.io.sitk_bridge import from_sitk, to_sitk
 
 logger = logging.getLogger(__name__)

@@ -36,7 +36,7 @@ from medimg.core.enums import Kind, Space
 from medimg.core.errors import ImageReadError, ImageWriteError
 from medimg.core.geometry import Geometry
 from medimg.core.image import Image
-from medimg.io._files import check_input, compound_suffix, read_gzip_bounded
+from medimg.io.files import check_input, compound_suffix, read_gzip_bounded
 
 logger = logging.getLogger(__name__)
 

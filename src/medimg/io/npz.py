@@ -35,7 +35,7 @@ from medimg.core.enums import Kind, Space
 from medimg.core.errors import ImageReadError, ImageWriteError, InvalidParameterError
 from medimg.core.geometry import Geometry
 from medimg.core.image import Image, Operation
-from medimg.io._files import check_input, compound_suffix
+from medimg.io.files import check_input, compound_suffix
 
 logger = logging.getLogger(__name__)
 

@@ -368,8 +368,8 @@ def to_csv(records: Sequence[Mapping[str, Any]], path: str | os.PathLike[str], *
 
     The file is written atomically (temporary name, renamed on success) and never overwrites ``inputs``.
     """
-    from medimg.io._files import atomic_output
     from medimg.io.csv_safe import SafeDictWriter  # cells a spreadsheet would run as formulas are escaped
+    from medimg.io.files import atomic_output
 
     cols = _columns(records)
     with atomic_output(path, inputs=inputs) as tmp:
@@ -384,7 +384,7 @@ def to_csv(records: Sequence[Mapping[str, Any]], path: str | os.PathLike[str], *
 def to_json(payload: Any, path: str | os.PathLike[str], *, inputs: Iterable[str | os.PathLike[str]] = ()) -> Path:
     """Write ``payload`` (records or a dict holding them) as JSON, atomically; NaN/inf become null."""
     from medimg.core.image import to_jsonable
-    from medimg.io._files import atomic_output
+    from medimg.io.files import atomic_output
 
     def clean(v: Any) -> Any:
         if isinstance(v, Mapping):

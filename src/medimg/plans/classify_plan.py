@@ -51,7 +51,7 @@ import numpy as np
 from medimg.augment.batch import AugSpec
 from medimg.core.errors import InvalidParameterError
 from medimg.core.image import to_jsonable
-from medimg.plans._json import JsonFileMixin
+from medimg.plans.base import PlanBase as JsonFileMixin
 
 logger = logging.getLogger(__name__)
 

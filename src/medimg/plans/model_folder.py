@@ -35,7 +35,7 @@ def read_plan_dict(folder: str | os.PathLike[str]) -> dict[str, Any]:
         raise ImageReadError("not a model folder", path=root, expected="a folder with plan.json and fold_*/model.pt",
                              found="no plan.json", fix="give a folder written by `medimg train ...` or a model name "
                              "from `medimg models`")
-    from medimg.io._files import read_json_file
+    from medimg.io.files import read_json_file
 
     data = read_json_file(plan, what="plan.json", fix="restore the file or train the model again")
     if not isinstance(data, dict):

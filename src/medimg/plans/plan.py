@@ -17,7 +17,7 @@ from typing import Any
 from medimg.augment.batch import AugSpec
 from medimg.core.errors import InvalidParameterError
 from medimg.core.image import to_jsonable
-from medimg.plans._json import JsonFileMixin
+from medimg.plans.base import PlanBase as JsonFileMixin
 
 __all__ = ["SCHEMA_VERSION", "NormSpec", "AugSpec", "Plan", "NETWORK_KEYS", "CASCADE_CHANNELS"]
 

@@ -1074,7 +1074,7 @@ def write_predictions(preds: Sequence[ClassPrediction], out_dir: str | os.PathLi
         >>> write_predictions(preds, "out", images=inputs)   # doctest: +SKIP
         PosixPath('out')
     """
-    from medimg.io._files import atomic_output_dir
+    from medimg.io.files import atomic_output_dir
 
     out = Path(out_dir)
     with atomic_output_dir(out, inputs=[i for i in inputs if i is not None]) as tmp:

@@ -52,8 +52,8 @@ import numpy as np
 import torch
 
 from medimg.core.errors import InvalidParameterError, MedimgError
-from medimg.io._files import write_json_atomic
 from medimg.io.csv_safe import safe_writer
+from medimg.io.files import write_json_atomic
 from medimg.train.loop import Callback
 from medimg.train.precision import bf16_conv3d_hazards
 

@@ -40,7 +40,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from medimg.core.errors import InvalidParameterError
-from medimg.plans._json import JsonFileMixin
+from medimg.plans.base import PlanBase as JsonFileMixin
 
 __all__ = ["REGISTER_SCHEMA_VERSION", "MAX_VOXELS", "RegisterPlan", "plan_registration"]
 

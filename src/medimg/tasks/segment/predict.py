@@ -93,7 +93,7 @@ def _load_postprocess(path: Path, n_classes: int) -> dict[str, Any]:
     {} when absent."""
     if not path.is_file():
         return {}
-    from medimg.io._files import read_json_file
+    from medimg.io.files import read_json_file
 
     data = read_json_file(path, what="postprocess.json",
                           fix="remove the file (prediction then skips postprocessing) or train again")

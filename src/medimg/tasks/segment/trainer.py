@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from medimg.core.errors import InvalidParameterError
-from medimg.io._files import write_json_atomic
+from medimg.io.files import write_json_atomic
 from medimg.train.loop import Callback, TrainState
 
 logger = logging.getLogger(__name__)
