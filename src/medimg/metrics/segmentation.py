@@ -53,7 +53,7 @@ from medimg.core.errors import InvalidParameterError
 from medimg.metrics._inputs import prepare_pair
 
 __all__ = [
-    "SurfaceDistances", "surface_distances", "dice", "iou", "hausdorff_distance", "hd95", "assd",
+    "SurfaceDistances", "surface_distances", "dice", "dice_per_label", "iou", "hausdorff_distance", "hd95", "assd",
     "normalized_surface_dice", "sensitivity", "specificity", "precision", "volume_difference_ml",
     "relative_volume_difference", "segmentation_scores", "SEGMENTATION_METRICS",
 ]
@@ -294,6 +294,26 @@ def dice(pred: Any, gt: Any, *, label: int | None = None) -> float:
     """
     tp, fp, fn, _ = _counts(pred, gt, label)
     return _ratio(2 * tp, 2 * tp + fp + fn, 1.0)
+
+
+def dice_per_label(pred: Any, gt: Any, labels: Sequence[int]) -> dict[int, float]:
+    """Dice of each label value in ``labels`` (1.0 where a label is absent from both): the one per-label Dice that
+    trainers, validation and registration use.
+
+    >>> dice_per_label(np.array([[1, 2, 0]]), np.array([[1, 0, 0]]), [1, 2])
+    {1: 1.0, 2: 0.0}
+    """
+    p, g = np.asarray(pred), np.asarray(gt)
+    if p.shape != g.shape:
+        raise InvalidParameterError("prediction and reference shapes differ", parameter="pred",
+                                    expected=f"shape {g.shape}", found=f"shape {p.shape}",
+                                    fix="compare masks on one grid (resample the prediction to the reference)")
+    out: dict[int, float] = {}
+    for v in labels:
+        a, b = p == v, g == v
+        total = int(np.count_nonzero(a)) + int(np.count_nonzero(b))
+        out[int(v)] = 1.0 if total == 0 else 2.0 * int(np.count_nonzero(a & b)) / total
+    return out
 
 
 def iou(pred: Any, gt: Any, *, label: int | None = None) -> float:
