@@ -15,7 +15,8 @@ from medimg.cli.main import main
 from medimg.core import Image, InvalidParameterError
 from medimg.io import read
 from medimg.pipelines import PIPELINES, choose_pipeline, run_pipeline
-from medimg.pipelines.base import APPLIES, Applicability, applicability, register
+from medimg.pipelines.base import APPLIES, Applicability, register
+from medimg.pipelines.choose import applicability
 from medimg.testing import one_line_error, require_data
 
 REFUSAL = "no automatic pipeline for"

@@ -33,10 +33,10 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 from scipy import ndimage
 
+import medimg.measure.shape as shape
 from medimg.core.errors import InvalidParameterError
 from medimg.core.geometry import Geometry
 from medimg.core.image import Image
-from medimg.measure import shape
 from medimg.measure.ellipse import fit_ellipse, perimeter_mm
 from medimg.measure.intensity import intensity_stats
 

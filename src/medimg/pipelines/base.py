@@ -1,4 +1,5 @@
-"""What an analysis pipeline returns, the registry of pipelines, and the automatic choice among them.
+"""What an analysis pipeline returns, the registry the pipelines add themselves to, and the image features their
+applies rules read (the choice among them is :mod:`medimg.pipelines.choose`).
 
 Each pipeline declares what it can handle with an *applies rule*: ``applies(image) -> Applicability`` (a
 confidence in [0, 1], the reason in words, and whether the input lies inside what the pipeline was validated
@@ -9,18 +10,15 @@ A pipeline forced by the user on an input outside its validation runs, with a wa
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 
-from medimg.core.errors import InvalidParameterError
 from medimg.core.image import Image
 
 __all__ = ["AnalysisResult", "Applicability", "PIPELINES", "APPLIES", "CHOICE_THRESHOLD", "register",
-           "register_applies", "applicability", "choose_pipeline", "run_pipeline", "raster_features",
-           "describe_image"]
+           "register_applies", "raster_features", "describe_image", "validation_warning"]
 
 #: The least confidence at which the automatic choice takes a pipeline.
 CHOICE_THRESHOLD = 0.5
@@ -211,88 +209,9 @@ def describe_image(image: Image) -> str:
 
 
 # ------------------------------------------------------------------------------------------ the choice
-def applicability(image: Image) -> dict[str, Applicability]:
-    """Every registered pipeline's :class:`Applicability` for ``image`` (pipelines without a rule: 0)."""
-    import medimg.pipelines  # noqa: F401  (fills the registries)
-
-    out = {}
-    for name in sorted(PIPELINES):
-        rule = APPLIES.get(name)
-        out[name] = rule(image) if rule is not None else Applicability(0.0, "the pipeline declares no applies "
-                                                                            "rule", validated=False)
-    return out
-
-
-def choose_pipeline(image: Image) -> tuple[str, str]:
-    """Pick a pipeline from the modality and content; returns (name, reason).
-
-    Every pipeline's applies rule is asked; the most confident one that is validated for the input and at least
-    :data:`CHOICE_THRESHOLD` confident is taken.
-
-    Raises:
-        InvalidParameterError: no pipeline applies: "no automatic pipeline for <what the image looks like>; use
-            --pipeline NAME or a model (--pipeline none --classifier MODEL)".
-    """
-    scores = applicability(image)
-    ranked = sorted(scores.items(), key=lambda kv: -kv[1].confidence)
-    for name, a in ranked:
-        if a.applies:
-            return name, a.reason
-    best = ", ".join(f"{n} {a.confidence:.2f} ({a.reason}{'' if a.validated else '; not validated'})"
-                     for n, a in ranked[:2])
-    raise InvalidParameterError(
-        f"no automatic pipeline for {describe_image(image)}; use --pipeline NAME or a model "
-        "(--pipeline none --classifier MODEL)",
-        parameter="--pipeline",
-        expected=f"an image one pipeline applies to with confidence >= {CHOICE_THRESHOLD}",
-        found=best,
-        fix=f"force one with --pipeline ({', '.join(sorted(PIPELINES))}; its report then carries a warning), "
-            "or only classify the image: --pipeline none --classifier MODEL",
-    )
-
-
 def validation_warning(name: str, a: Applicability) -> str | None:
     """The warning for pipeline ``name`` run by the user's choice on an input its rule does not accept."""
     if a.applies:
         return None
     return (f"the {name} pipeline was forced on an input outside what it was validated on ({a.reason}; "
             f"applies confidence {a.confidence:.2f}): its results may be meaningless")
-
-
-def run_pipeline(image: Image, name: str | None = None, *, precision: str = "auto") -> AnalysisResult:
-    """Run the named pipeline (or the automatic choice) on ``image``.
-
-    ``precision`` ("auto", "fp32" or "bf16", see :func:`medimg.train.precision.resolve_precision`) reaches the
-    pipelines that run a network (they take a ``precision`` keyword); the others ignore it.
-
-    A pipeline named by the caller whose applies rule does not accept the input still runs; the result then
-    carries a warning (``result.warnings``) and ``parameters["applicability"]`` records the rule's verdict.
-    """
-    import medimg.pipelines  # noqa: F401  (fills the registry)
-
-    if name is None:
-        name, reason = choose_pipeline(image)
-        verdict = APPLIES[name](image)
-    else:
-        if name not in PIPELINES:
-            raise InvalidParameterError(
-                "unknown pipeline", parameter="--pipeline", expected=", ".join(sorted(PIPELINES)), found=name,
-                fix="pick one of the listed pipelines",
-            )
-        rule = APPLIES.get(name)
-        verdict = rule(image) if rule is not None else None
-        reason = "chosen by the user"
-    fn = PIPELINES[name][0]
-    takes_precision = "precision" in inspect.signature(fn).parameters
-    result = fn(image, precision=precision) if takes_precision else fn(image)
-    result.parameters = {"pipeline_choice": reason, **result.parameters}
-    if takes_precision:
-        from medimg.train.precision import precision_name, resolve_precision
-
-        result.parameters["precision"] = precision_name(resolve_precision(precision, "cpu"))
-    if verdict is not None:
-        result.parameters["applicability"] = verdict.to_dict()
-        warning = validation_warning(name, verdict)
-        if warning and warning not in result.warnings:
-            result.warnings.insert(0, warning)
-    return result

@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+import medimg.pipelines.ct_anatomy as ct_anatomy
 from medimg.classical.morphology import (
     binary_closing,
     binary_opening,
@@ -36,7 +37,6 @@ from medimg.core.enums import Kind
 from medimg.core.errors import InvalidParameterError
 from medimg.core.image import Image
 from medimg.measure.table import measure_labels
-from medimg.pipelines import ct_anatomy
 from medimg.pipelines.base import AnalysisResult, register
 from medimg.preprocess.intensity import window
 from medimg.report.figures import overlay
