@@ -85,3 +85,17 @@ def parse_modality(text: str | None):
             found=repr(text), fix="write e.g. --modality CT",
         )
     return modality
+
+
+def load_input(args, notes: list[str]):
+    """Read args.input with the shared read options, then apply --pixel-spacing to a 2D file without a pixel size
+    (else note the pixel-unit fallback in ``notes``) and --modality to a file that records none."""
+    from medimg.cli._spacing import pixel_spacing_to_xyz
+    from medimg.pipelines.analysis import apply_pixel_spacing
+
+    given = pixel_spacing_to_xyz(args.pixel_spacing) if getattr(args, "pixel_spacing", None) else None
+    modality = parse_modality(getattr(args, "modality", None))  # both validated before reading
+    image = apply_pixel_spacing(read_input(args), given, args.input, notes)
+    if modality is not None:
+        image = image.with_metadata(modality=modality.value)
+    return image

@@ -7,12 +7,18 @@ import sys
 
 from medimg.core.errors import InvalidParameterError
 
-__all__ = ["pixel_spacing_to_xyz", "add_pixel_spacing_option", "FALLBACK_NOTE", "warn_fallback"]
+__all__ = ["pixel_spacing_to_xyz", "add_pixel_spacing_option", "warn_fallback"]
 
-#: What a command says when a 2D input had no spacing and none was given (once, on stderr, unless -q; and in its
-#: JSON notes). Only then: a file whose spacing came from --pixel-spacing or from the file itself gets no warning.
-FALLBACK_NOTE = ("no pixel spacing in {path}: lengths and areas are in pixels (px, px2), not mm "
-                 "(pass --pixel-spacing MM or ROW,COL for millimetres)")
+
+
+def __getattr__(name: str):
+    """``FALLBACK_NOTE``: :data:`medimg.measure.table.SPACING_FALLBACK_NOTE`, imported only when used (building the
+    parser must not import numpy)."""
+    if name == "FALLBACK_NOTE":
+        from medimg.measure.table import SPACING_FALLBACK_NOTE
+
+        return SPACING_FALLBACK_NOTE
+    raise AttributeError(name)
 
 
 def warn_fallback(notes: list[str], *, quiet: bool) -> None:

@@ -129,8 +129,8 @@ def run(args: argparse.Namespace) -> int:
         files["montage"] = "montage_lung_bone.png"
         progress.step("drew the lung/bone montage")
 
-        from medimg.cli.cmd_analyze import write_analysis
         from medimg.pipelines import run_pipeline
+        from medimg.pipelines.writer import write_analysis
 
         analysis = run_pipeline(ct)
         report = write_analysis(ct, analysis, tmp / "analysis", source=summary_input(args, src), inputs=[src],

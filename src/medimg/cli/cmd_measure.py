@@ -6,7 +6,7 @@ import argparse
 import logging
 from typing import Any
 
-from medimg.cli._spacing import FALLBACK_NOTE, add_pixel_spacing_option, pixel_spacing_to_xyz, warn_fallback
+from medimg.cli._spacing import add_pixel_spacing_option, pixel_spacing_to_xyz, warn_fallback
 
 logger = logging.getLogger(__name__)
 
@@ -35,11 +35,12 @@ def add_parser(subparsers, *, parents, help: str) -> None:  # noqa: A002 - argpa
 
 def _read(path: str, *, kind: str | None, spacing: tuple[float, float, float] | None, notes: list[str]):
     from medimg.io import read
+    from medimg.measure.table import SPACING_FALLBACK_NOTE
 
     image = read(path, spacing=spacing, kind=kind)
     source = image.metadata.get("spacing_source")
     if source == "default_1mm" and image.is_2d:
-        notes.append(FALLBACK_NOTE.format(path=path))
+        notes.append(SPACING_FALLBACK_NOTE.format(path=path))
     elif spacing is not None and source not in ("user", None) and image.is_2d:
         notes.append(f"{path} states its own pixel spacing ({source}); --pixel-spacing was not applied to it")
     return image
@@ -83,7 +84,7 @@ def _write_outputs(args: argparse.Namespace, payload: dict[str, Any], records: l
 
 def run(args: argparse.Namespace) -> int:
     from medimg.measure import instance_summary, measure_labels, to_csv, to_json
-    from medimg.measure.table import pixel_unit_key, spacing_unknown
+    from medimg.measure.table import SPACING_FALLBACK_NOTE, pixel_unit_key, spacing_unknown
 
     spacing = pixel_spacing_to_xyz(args.pixel_spacing) if args.pixel_spacing else None
     from medimg.cli._args import parse_modality
@@ -95,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     fallback = [n for n in notes if n.startswith("no pixel spacing in ")]
     if len(fallback) == 2:  # image and labels: one warning for both
         notes.remove(fallback[1])
-        notes[notes.index(fallback[0])] = FALLBACK_NOTE.format(path=f"{args.image} and {args.labels}")
+        notes[notes.index(fallback[0])] = SPACING_FALLBACK_NOTE.format(path=f"{args.image} and {args.labels}")
     if modality is not None:
         image = image.with_metadata(modality=modality.value)
     records = measure_labels(labels, image=image, instances=args.instances)

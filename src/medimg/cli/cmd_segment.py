@@ -203,8 +203,8 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from medimg import classical as cl
+    from medimg.cli._args import load_input
     from medimg.cli._output import resolve_output
-    from medimg.cli.cmd_analyze import load_input
     from medimg.io import write
 
     resolve_output(args)

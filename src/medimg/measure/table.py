@@ -41,11 +41,17 @@ from medimg.measure.ellipse import fit_ellipse, perimeter_mm
 from medimg.measure.intensity import intensity_stats
 
 __all__ = ["label_array", "measure_mask", "measure_labels", "instance_summary", "to_csv", "to_json",
-           "spacing_unknown", "to_pixel_units", "pixel_unit_key", "PIXEL_UNITS_NOTE"]
+           "spacing_unknown", "to_pixel_units", "pixel_unit_key", "PIXEL_UNITS_NOTE", "SPACING_FALLBACK_NOTE"]
 
 #: What a result measured in pixels says about its units.
 PIXEL_UNITS_NOTE = ("The image carries no pixel size and none was given: lengths are in pixels (keys ending _px), "
                     "areas in square pixels (_px2); give --pixel-spacing MM (or spacing=) for millimetres.")
+
+
+#: What a command says when a 2D input had no spacing and none was given (once, on stderr, unless -q; and in its
+#: JSON notes). Only then: a file whose spacing came from --pixel-spacing or from the file itself gets no warning.
+SPACING_FALLBACK_NOTE = ("no pixel spacing in {path}: lengths and areas are in pixels (px, px2), not mm "
+                         "(pass --pixel-spacing MM or ROW,COL for millimetres)")
 
 
 def spacing_unknown(*images: Image | None) -> bool:

@@ -1,0 +1,57 @@
+"""Folders of cases in the nnU-Net naming: ``CASE_0000.nii.gz``, ``CASE_0001.nii.gz``, ... are the channels of CASE.
+
+Used by every command that takes a folder of cases (``predict``, ``analyze``): :func:`case_files` groups the image
+files by case, :func:`read_case` reads one case's channels into one multi-channel image on one grid.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Sequence
+
+__all__ = ["IMAGE_SUFFIXES", "case_files", "read_case"]
+
+#: File name endings of the images a case folder may hold.
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".png", ".tif", ".tiff", ".jpg", ".jpeg", ".npz")
+
+
+def _suffix(name: str) -> str:
+    low = name.lower()
+    return next((e for e in IMAGE_SUFFIXES if low.endswith(e)), "")
+
+
+def case_files(folder: str | os.PathLike[str]) -> dict[str, list[Path]]:
+    """Group the image files of a folder by case id (the ``_0000`` channel suffix removed), channels in order.
+
+    Hidden files and files of other types are skipped; a file without a channel suffix is a one-channel case.
+    """
+    cases: dict[str, list[Path]] = {}
+    for f in sorted(Path(folder).iterdir()):
+        ext = _suffix(f.name)
+        if not ext or f.name.startswith("."):
+            continue
+        stem = f.name[: -len(ext)]
+        m = re.fullmatch(r"(.+)_(\d{4})", stem)
+        cases.setdefault(m.group(1) if m else stem, []).append(f)
+    return cases
+
+
+def read_case(files: Sequence[str | os.PathLike[str]]):
+    """One case's channel files as one image (channels stacked); the channels must share one grid.
+
+    Raises:
+        GeometryMismatchError: two channel files on different grids (the message names both files).
+    """
+    import numpy as np
+
+    from medimg.io.api import read
+
+    paths = [Path(f) for f in files]
+    images = [read(f) for f in paths]
+    for other, f in zip(images[1:], paths[1:]):
+        images[0].check_same_grid(other, what=f"channel files '{paths[0].name}' and '{f.name}'")
+    if len(images) == 1:
+        return images[0]
+    return images[0].replace(voxels=np.concatenate([im.voxels for im in images]))
