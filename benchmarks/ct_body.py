@@ -36,7 +36,7 @@ TS_GUT = [6, 18, 19, 20]
 
 
 def _cases(root: Path, quick: bool) -> list[tuple[str, Path, Path | None]]:
-    from medimg.cli.cmd_demo import sample_path
+    from medimg.pipelines.demo import sample_path
 
     ref = root / "ct_mr_samples_totalsegmentator" / "tests" / "reference_files"
     cases = [

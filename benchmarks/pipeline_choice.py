@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             if choice != EXPECTED[group]:
                 wrong.setdefault(group, []).append(f"{path.name}: {choice}")
     samples = {}
-    from medimg.cli.cmd_demo import sample_path
+    from medimg.pipelines.demo import sample_path
 
     hippo = HERE.parent / "src" / "medimg" / "data" / "hippocampus_sample" / "hippocampus_001.nii.gz"
     for label, path, expected in (("shipped CT sample", sample_path(), "ct_body"),

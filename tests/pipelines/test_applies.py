@@ -120,7 +120,7 @@ def test_dsb_fluorescence_goes_to_nuclei_and_stained_or_bright_field_is_refused(
 
 
 def test_shipped_samples_go_to_their_pipelines():
-    from medimg.cli.cmd_demo import sample_path
+    from medimg.pipelines.demo import sample_path
 
     assert choose_pipeline(read(sample_path()))[0] == "ct_body"
     hippo = Path(__import__("medimg").__file__).parent / "data" / "hippocampus_sample" / "hippocampus_001.nii.gz"

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from medimg.cli.cmd_demo import ct_volume_lines, sample_path
 from medimg.io import read
 from medimg.pipelines import run_pipeline
+from medimg.pipelines.demo import ct_volume_lines, sample_path
 from medimg.preprocess.spatial import resample_to
 from medimg.testing import require_data
 

@@ -13,7 +13,7 @@ from medimg.cli.main import main
 def test_analyze_precision_reaches_the_hippocampus_network(tmp_path, monkeypatch, precision):
     import torch
 
-    from medimg.cli.cmd_demo import hippocampus_sample_path
+    from medimg.pipelines.demo import hippocampus_sample_path
 
     seen = []
     real = torch.autocast
@@ -35,7 +35,7 @@ def test_analyze_precision_reaches_the_hippocampus_network(tmp_path, monkeypatch
 
 
 def test_analyze_rejects_unknown_precision(tmp_path, capsys):
-    from medimg.cli.cmd_demo import hippocampus_sample_path
+    from medimg.pipelines.demo import hippocampus_sample_path
 
     with pytest.raises(SystemExit) as exc:
         main(["analyze", str(hippocampus_sample_path()), "-o", str(tmp_path / "o"), "--precision", "fp16"])

@@ -53,7 +53,7 @@ def test_ct_body_lungs_match_totalsegmentator():
 
 
 def test_ct_body_on_shipped_sample_is_consistent():
-    from medimg.cli.cmd_demo import sample_path
+    from medimg.pipelines.demo import sample_path
 
     ct = read(sample_path())
     result = run_pipeline(ct)
