@@ -370,10 +370,10 @@ def classification_only(reason: str):
 def run(args: argparse.Namespace) -> int:
     from medimg.cli._classify import prediction_line, quiet_figure_logs
     from medimg.cli._spacing import warn_fallback
-    from medimg.cli.cmd_predict import _read_case, case_files
     from medimg.core.errors import InvalidParameterError
     from medimg.io.files import check_outputs_apart
     from medimg.pipelines import choose_pipeline, run_pipeline
+    from medimg.tasks.segment.data import case_files, read_case
 
     out = Path(args.out)
     check_output_folder(out, "measurements.json", _MARKER, "analyze")
@@ -399,7 +399,7 @@ def run(args: argparse.Namespace) -> int:
         given = pixel_spacing_to_xyz(args.pixel_spacing) if args.pixel_spacing else None
         results, unknown = [], []
         for case, files in sorted(cases.items()):
-            image = apply_pixel_spacing(_read_case(files), given, files[0], None)
+            image = apply_pixel_spacing(read_case(files), given, files[0], None)
             if image.is_2d and image.metadata.get("spacing_source") == "default_1mm":
                 unknown.append(case)
             try:
