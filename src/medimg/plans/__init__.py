@@ -3,6 +3,7 @@ fingerprint and the model-folder helpers.
 
 Each task's own plan lives in its task package (``medimg.tasks.segment.plan.SegmentPlan``, ...). Typical use::
 
+    from medimg.plans import compute_fingerprint
     from medimg.tasks.segment.data import SegDataset, verify_dataset
     from medimg.tasks.segment.planner import plan_segmentation
 
