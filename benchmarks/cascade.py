@@ -12,7 +12,7 @@ Training (each run alone on one core, two runs side by side so that both arms se
     python benchmarks/cascade.py runs/cascade
 
 ``--cascade otsu`` appends the 0/1 Otsu mask of the first channel (computed on the resampled image, before
-normalisation) as an extra input channel, in training and in prediction alike (``medimg.plans.cache``);
+normalisation) as an extra input channel, in training and in prediction alike (``medimg.tasks.segment.preprocess``);
 intensity augmentation leaves that channel alone. The seed sets the weights, the sampling, the augmentation and
 the fold split, so each seed is a paired comparison on its own held-out fold (never trained on). Reported per
 arm: foreground Dice, instance F1 at IoU 0.5 and the DSB 2018 mAP (touching nuclei split by the same watershed

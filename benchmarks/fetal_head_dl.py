@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     from classical import _quiet
     from medimg.io import read
     from medimg.metrics import dice
-    from medimg.plans import SegDataset
+    from medimg.tasks.segment.data import SegDataset
     from medimg.testing import data_root
 
     _quiet()

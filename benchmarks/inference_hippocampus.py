@@ -108,7 +108,7 @@ def worker(name: str, cases_json: str, out_npz: str, nnunet_path: str | None) ->
 
     torch.set_num_threads(2)
     sys.path.insert(0, str(REPO / "src"))
-    from medimg.tasks.segment.predict import load_model
+    from medimg.tasks.segment.predictor import load_model
     from medimg.zoo import resolve_model
 
     model = load_model(resolve_model("hippocampus"), folds=["fold_0"])
@@ -189,9 +189,9 @@ def main(argv=None) -> int:
     import torch
 
     from medimg.metrics import dice
-    from medimg.plans import SegDataset
-    from medimg.plans.cache import preprocess_case
-    from medimg.tasks.segment.predict import load_model
+    from medimg.tasks.segment.data import SegDataset
+    from medimg.tasks.segment.predictor import load_model
+    from medimg.tasks.segment.preprocess import preprocess_case
     from medimg.testing import data_root
     from medimg.zoo import resolve_model
 

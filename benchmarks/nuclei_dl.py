@@ -36,8 +36,8 @@ def evaluate(model_dir: Path, fold: str = "0", *, max_cases: int | None = None, 
     from medimg.io import read
     from medimg.metrics import dice, dsb_average_precision, instance_f1
     from medimg.pipelines.nuclei import segment_nuclei
-    from medimg.plans import SegDataset
-    from medimg.tasks.segment.predict import load_model, predict_image
+    from medimg.tasks.segment.data import SegDataset
+    from medimg.tasks.segment.predictor import load_model, predict_image
     from medimg.testing import data_root
 
     _quiet()

@@ -6,7 +6,7 @@
     # evaluate on the fold's validation cases (never trained on):
     python benchmarks/segmentation.py --model runs/hippocampus --fold 0
 
-For every validation case of the fold the full prediction path runs (`medimg.tasks.segment.predict`: plan
+For every validation case of the fold the full prediction path runs (`medimg.tasks.segment.predictor`: plan
 preprocessing, sliding window, probabilities resampled back to the input grid), then Dice and HD95 per class
 on the original grid (medimg.metrics, checked against MONAI in the tests). The Dice-vs-minutes curve comes from
 the periodic validation recorded during training (first 12 validation cases, on the plan's grid).
@@ -59,8 +59,8 @@ def main(argv: list[str] | None = None) -> None:
 
     from medimg.infer.postprocess import keep_largest_component
     from medimg.metrics import hd95
-    from medimg.plans import SegDataset
-    from medimg.tasks.segment.predict import load_model, predict_image
+    from medimg.tasks.segment.data import SegDataset
+    from medimg.tasks.segment.predictor import load_model, predict_image
     from medimg.testing import data_root
 
     root = args.data or (data_root() / "hippocampus")

@@ -54,7 +54,7 @@ def seg_model(hippo, tmp_path_factory) -> Path:
 def test_every_shipped_zoo_model_opens_by_its_plan_task():
     from medimg.tasks.classify.predict import load_classifier
     from medimg.tasks.register.predict import LearnedRegistration
-    from medimg.tasks.segment.predict import load_model
+    from medimg.tasks.segment.predictor import load_model
 
     loaders = {"segment": load_model, "classify": load_classifier, "register": LearnedRegistration.load}
     shipped = [e for e in ZOO.values() if e.shipped]
@@ -146,7 +146,7 @@ def test_second_train_of_classify_and_register_is_refused(task, hippo, tmp_path,
 
 # ---- item 7c: train segment decides postprocess.json; predict follows it -----------------------------------------
 def test_train_segment_writes_postprocess_json_used_by_predict(seg_model, tmp_path):
-    from medimg.tasks.segment.predict import load_model, predict_image
+    from medimg.tasks.segment.predictor import load_model, predict_image
 
     post = json.loads((seg_model / "postprocess.json").read_text())
     assert post["per_fold"]["fold_0"]["n_cases"] == 2 and "fold_0" in post["decided_on"]
@@ -259,7 +259,7 @@ def test_garbage_model_pt_is_one_line(model, tmp_path):
     from medimg.core.errors import ImageReadError
     from medimg.tasks.classify.predict import load_classifier
     from medimg.tasks.register.predict import LearnedRegistration
-    from medimg.tasks.segment.predict import load_model
+    from medimg.tasks.segment.predictor import load_model
 
     folder = tmp_path / model
     shutil.copytree(resolve_model(model), folder)

@@ -20,10 +20,7 @@ or flip TTA (--uncertainty auto picks the first that the model allows).
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
-
-_IMAGE_EXT = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".png", ".tif", ".tiff", ".jpg", ".jpeg", ".npz")
 
 
 def add_parser(subparsers, *, parents, help: str) -> None:  # noqa: A002
@@ -56,37 +53,6 @@ def add_parser(subparsers, *, parents, help: str) -> None:  # noqa: A002
     c.add_argument("--seed", type=int, default=0, help="seed of the MC dropout masks")
     add_precision_option(p)
     add_read_options(p)
-
-
-def _ext(name: str) -> str:
-    low = name.lower()
-    return next((e for e in _IMAGE_EXT if low.endswith(e)), "")
-
-
-def case_files(folder: Path) -> dict[str, list[Path]]:
-    """Group the image files of a folder by case id (the _0000 channel suffix removed), channels in order."""
-    cases: dict[str, list[Path]] = {}
-    for f in sorted(folder.iterdir()):
-        ext = _ext(f.name)
-        if not ext or f.name.startswith("."):
-            continue
-        stem = f.name[: -len(ext)]
-        m = re.fullmatch(r"(.+)_(\d{4})", stem)
-        cases.setdefault(m.group(1) if m else stem, []).append(f)
-    return cases
-
-
-def _read_case(files: list[Path]):
-    import numpy as np
-
-    from medimg.io import read
-
-    images = [read(f) for f in files]
-    for other, f in zip(images[1:], files[1:]):
-        images[0].check_same_grid(other, what=f"channel files '{files[0].name}' and '{f.name}'")
-    if len(images) == 1:
-        return images[0]
-    return images[0].replace(voxels=np.concatenate([im.voxels for im in images]))
 
 
 def _refuse(args: argparse.Namespace, options: dict[str, object], kind: str) -> None:
@@ -138,26 +104,9 @@ def _check_extra_outputs(args: argparse.Namespace, batch: bool) -> None:
                                   found="a folder", fix="give a file name with an extension, e.g. out.nii.gz")
 
 
-def _warn_unknown_pixel_size(image, model, args: argparse.Namespace) -> None:
-    """One stderr line (not with -q) when a 2D file without a pixel size meets a model that works in mm."""
-    import sys
-
-    spacing = getattr(model.plan, "target_spacing", None)
-    if args.quiet or not image.is_2d or image.metadata.get("spacing_source") != "default_1mm" or not spacing:
-        return
-    if any(abs(float(s) - 1.0) > 0.05 for s in list(spacing)[:2]):
-        print(f"warning: no pixel spacing in {args.input}: read at 1 mm per pixel, but model '{model.name}' works "
-              f"at {float(spacing[0]):g} mm pixels; pass --spacing SX,SY (mm) for a meaningful result",
-              file=sys.stderr)
-
-
 def run(args: argparse.Namespace) -> int:
-    from medimg.cli._args import read_input
     from medimg.cli._output import resolve_output
-    from medimg.core.errors import InvalidParameterError
-    from medimg.io import write
     from medimg.plans.model_folder import model_task
-    from medimg.tasks.segment.predict import load_model, predict_image
     from medimg.zoo import resolve_model
 
     resolve_output(args)
@@ -167,68 +116,44 @@ def run(args: argparse.Namespace) -> int:
         _refuse_registration(args)
     if task == "classify":
         return _run_classify(args, model_dir)
+    return _run_segment(args, model_dir)
+
+
+def _run_segment(args: argparse.Namespace, model_dir: Path) -> int:
+    """Segmentation: parse -> :func:`medimg.tasks.segment.predictor.predict` -> ``result.write`` -> print."""
+    import sys
+
+    from medimg.cli._args import read_input
+    from medimg.io.cases import case_files
+    from medimg.tasks.segment.predictor import check_overlap, load, pixel_size_warning, predict
+
     _refuse(args, {"explain": None, "samples": None, "split": None, "seed": 0}, "classification")
-    if not 0 <= args.overlap < 1:
-        raise InvalidParameterError("overlap out of range", parameter="--overlap", expected="0 <= overlap < 1",
-                                    found=args.overlap)
+    check_overlap(args.overlap)
     src = Path(args.input)
     batch = src.is_dir() and bool(case_files(src))
     _check_extra_outputs(args, batch)
-    model = load_model(model_dir, folds=args.folds.split(",") if args.folds else None)
-    post = False if args.no_postprocess else None
+    model = load(model_dir, folds=args.folds.split(",") if args.folds else None)
+    inputs = src
     if not batch:
-        image = read_input(args)
-        _warn_unknown_pixel_size(image, model, args)
-        pred = predict_image(model, image, tta=args.tta, overlap=args.overlap,
-                             probabilities=bool(args.probabilities), uncertainty=bool(args.uncertainty),
-                             largest_component=post, precision=args.precision)
-        # all outputs or none: when a later write fails, the files this command wrote before it are removed
-        written: list[Path] = []
-        try:
-            for path, image_out in ((args.output, pred.labels), (args.probabilities, pred.probabilities),
-                                    (args.uncertainty, pred.uncertainty)):
-                if path:
-                    write(image_out, path, inputs=[args.input])
-                    written.append(Path(path))
-        except BaseException:
-            for done in written:
-                done.unlink(missing_ok=True)
-            raise
-        if not args.quiet:
-            print(f"wrote {args.output} ({model.name}, folds {', '.join(model.folds)}, {pred.precision})")
+        inputs = read_input(args)
+        warning = pixel_size_warning(inputs, model, source=args.input)
+        if warning and not args.quiet:
+            print(f"warning: {warning}", file=sys.stderr)
+    result = predict(model, inputs, tta=args.tta, overlap=args.overlap, postprocess=not args.no_postprocess,
+                     probabilities=bool(args.probabilities), uncertainty=bool(args.uncertainty),
+                     precision=args.precision)
+    result.write(args.output, probabilities=args.probabilities, uncertainty=args.uncertainty, inputs=[args.input])
+    if args.quiet:
         return 0
-    from contextlib import ExitStack
-
-    from medimg.io.files import atomic_output_dir
-
-    cases = case_files(src)
-    with ExitStack() as stack:
-        tmp = stack.enter_context(atomic_output_dir(args.output, inputs=[src]))
-        tmp_prob = (stack.enter_context(atomic_output_dir(args.probabilities, inputs=[src]))
-                    if args.probabilities else None)
-        tmp_unc = (stack.enter_context(atomic_output_dir(args.uncertainty, inputs=[src]))
-                   if args.uncertainty else None)
-        used = ""
-        for n, (case, files) in enumerate(sorted(cases.items()), 1):
-            image = _read_case(files)
-            pred = predict_image(model, image, tta=args.tta, overlap=args.overlap, largest_component=post,
-                                 probabilities=tmp_prob is not None, uncertainty=tmp_unc is not None,
-                                 precision=args.precision)
-            used = pred.precision
-            ext = ".png" if pred.labels.is_2d and _ext(files[0].name) in (".png", ".tif", ".tiff", ".jpg",
-                                                                           ".jpeg") else ".nii.gz"
-            write(pred.labels, tmp / f"{case}{ext}")
-            if tmp_prob is not None:
-                write(pred.probabilities, tmp_prob / f"{case}.nii.gz")
-            if tmp_unc is not None:
-                write(pred.uncertainty, tmp_unc / f"{case}.nii.gz")
-            if not args.quiet:
-                print(f"[{n}/{len(cases)}] {case}{ext}")
-    if not args.quiet:
-        extra = "".join(f", {flag} {path}" for flag, path in (("probabilities", args.probabilities),
-                                                               ("uncertainty", args.uncertainty)) if path)
-        print(f"wrote {args.output} ({len(cases)} cases{extra}; {model.name}, folds {', '.join(model.folds)}, "
-              f"{used})")
+    if not batch:
+        print(f"wrote {args.output} ({model.name}, folds {', '.join(model.folds)}, {result.precision})")
+        return 0
+    for line in result.summary_lines():
+        print(line)
+    extra = "".join(f", {flag} {path}" for flag, path in (("probabilities", args.probabilities),
+                                                           ("uncertainty", args.uncertainty)) if path)
+    print(f"wrote {args.output} ({len(result.cases)} cases{extra}; {model.name}, folds {', '.join(model.folds)}, "
+          f"{result.precision})")
     return 0
 
 

@@ -155,7 +155,8 @@ def run(args: argparse.Namespace) -> int:
         return _run_classify(args)
     if args.task == "register":
         return _run_register(args)
-    from medimg.tasks.segment.trainer import TrainOptions, train_segmentation
+    from medimg.tasks.segment.trainer import train_segmentation
+    from medimg.train.run import TrainOptions
 
     fold = _fold(args.fold)
     overrides = _overrides(args.set)

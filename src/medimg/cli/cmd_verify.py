@@ -32,7 +32,7 @@ def add_parser(subparsers, *, parents, help: str) -> None:  # noqa: A002
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from medimg.plans import SegDataset, verify_dataset
+    from medimg.tasks.segment.data import SegDataset, verify_dataset
 
     if _is_classification(args):
         from medimg.tasks.classify import open_classification_dataset, verify_classification_dataset

@@ -11,13 +11,18 @@ import re
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["IMAGE_SUFFIXES", "case_files", "read_case"]
+__all__ = ["IMAGE_SUFFIXES", "image_extension", "case_files", "read_case"]
 
 #: File name endings of the images a case folder may hold.
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".png", ".tif", ".tiff", ".jpg", ".jpeg", ".npz")
 
 
-def _suffix(name: str) -> str:
+def image_extension(name: str) -> str:
+    """The image extension of a file name (lower case, e.g. ".nii.gz"), "" when it is not an image file.
+
+    >>> image_extension("Case_0000.NII.GZ"), image_extension("notes.txt")
+    ('.nii.gz', '')
+    """
     low = name.lower()
     return next((e for e in IMAGE_SUFFIXES if low.endswith(e)), "")
 
@@ -26,10 +31,18 @@ def case_files(folder: str | os.PathLike[str]) -> dict[str, list[Path]]:
     """Group the image files of a folder by case id (the ``_0000`` channel suffix removed), channels in order.
 
     Hidden files and files of other types are skipped; a file without a channel suffix is a one-channel case.
+
+    Example:
+        >>> import tempfile
+        >>> d = Path(tempfile.mkdtemp())
+        >>> for n in ("a_0000.nii.gz", "a_0001.nii.gz", "b.png", "notes.txt"):
+        ...     _ = (d / n).write_bytes(b"")
+        >>> {k: [p.name for p in v] for k, v in case_files(d).items()}
+        {'a': ['a_0000.nii.gz', 'a_0001.nii.gz'], 'b': ['b.png']}
     """
     cases: dict[str, list[Path]] = {}
     for f in sorted(Path(folder).iterdir()):
-        ext = _suffix(f.name)
+        ext = image_extension(f.name)
         if not ext or f.name.startswith("."):
             continue
         stem = f.name[: -len(ext)]

@@ -195,7 +195,7 @@ class HeadFit:
 
 def load_head_model():
     """The zoo's fetal-head model, loaded once per process and model folder; (model, "") or (None, why not)."""
-    from medimg.tasks.segment.predict import load_model
+    from medimg.tasks.segment.predictor import load_model
     from medimg.zoo import resolve_model
 
     try:
@@ -215,7 +215,7 @@ def segment_head(image: Image, model, *, spacing_known: bool = True, precision: 
     (which works at its plan's physical pixel size); the mask is returned on the frame's own pixel grid.
     """
     from medimg.infer.postprocess import keep_largest_component
-    from medimg.tasks.segment.predict import predict_image
+    from medimg.tasks.segment.predictor import predict_image
 
     img = image
     if img.n_channels != 1:

@@ -51,7 +51,7 @@ def applies(image: Image) -> Applicability:
 def _model():
     global _MODEL
     if _MODEL is None:
-        from medimg.tasks.segment.predict import load_model
+        from medimg.tasks.segment.predictor import load_model
         from medimg.zoo import resolve_model
 
         _MODEL = load_model(resolve_model("hippocampus"))
@@ -86,7 +86,7 @@ def hippocampus(image: Image, *, precision: str = "auto") -> AnalysisResult:
     except ImageReadError as exc:
         raise ImageReadError("the shipped hippocampus model is not available", path=exc.path,
                              fix=exc.fix or "reinstall medimg") from exc
-    from medimg.tasks.segment.predict import predict_image
+    from medimg.tasks.segment.predictor import predict_image
 
     pred = predict_image(model, image, tta=True, precision=precision)
     labels = pred.labels

@@ -1,6 +1,11 @@
-"""Dataset fingerprints and training plans: open and verify a dataset, fingerprint it, plan a run, cache cases.
+"""What every task's plan shares: the plan base (JSON round trip, schema version, dotted overrides), the dataset
+fingerprint and the model-folder helpers.
 
-Typical use::
+Each task's own plan lives in its task package (``medimg.tasks.segment.plan.SegmentPlan``, ...). Typical use::
+
+    from medimg.plans import compute_fingerprint
+    from medimg.tasks.segment.data import SegDataset, verify_dataset
+    from medimg.tasks.segment.planner import plan_segmentation
 
     ds = SegDataset.open("../shared/data/hippocampus")
     verify_dataset(ds).raise_if_bad()
@@ -8,14 +13,11 @@ Typical use::
     plan.save("model/plan.json")
 """
 
-from medimg.plans.cache import PreprocessedCache, cache_key, default_cache_dir, preprocess_case
-from medimg.plans.dataset import SegDataset, VerifyReport, verify_dataset
+from medimg.plans.base import PlanBase, apply_dotted
 from medimg.plans.fingerprint import Fingerprint, channel_modality, compute_fingerprint
-from medimg.plans.plan import SCHEMA_VERSION, AugSpec, NormSpec, Plan
-from medimg.plans.planner import plan_segmentation
+from medimg.plans.model_folder import check_network_memory, model_task, read_plan_dict
 
 __all__ = [
-    "SegDataset", "VerifyReport", "verify_dataset", "Fingerprint", "compute_fingerprint", "channel_modality",
-    "SCHEMA_VERSION", "NormSpec", "AugSpec", "Plan", "plan_segmentation", "preprocess_case", "PreprocessedCache",
-    "cache_key", "default_cache_dir",
+    "PlanBase", "apply_dotted", "Fingerprint", "compute_fingerprint", "channel_modality", "read_plan_dict",
+    "model_task", "check_network_memory",
 ]

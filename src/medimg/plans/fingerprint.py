@@ -16,7 +16,6 @@ import numpy as np
 
 from medimg.core.errors import InvalidParameterError
 from medimg.core.image import to_jsonable
-from medimg.plans.dataset import SegDataset
 
 logger = logging.getLogger(__name__)
 
@@ -126,11 +125,12 @@ def _stats(sample: np.ndarray) -> dict[str, float]:
             "n": int(sample.size)}
 
 
-def compute_fingerprint(ds: SegDataset, *, max_cases: int | None = None, seed: int = 0) -> Fingerprint:
+def compute_fingerprint(ds: Any, *, max_cases: int | None = None, seed: int = 0) -> Fingerprint:
     """Fingerprint a dataset.
 
     Args:
-        ds: the dataset.
+        ds: the dataset (a :class:`medimg.tasks.segment.data.SegDataset`: ``cases``, ``dims``, ``n_channels``,
+            ``load``, ...).
         max_cases: read the voxels of at most this many cases (drawn with ``seed``); spacings and shapes
             still cover every case (from headers). None: all cases.
         seed: seed of the case and voxel sampling.

@@ -58,7 +58,7 @@ import numpy as np
 
 from medimg.core.errors import ImageReadError, InvalidParameterError, MedimgError
 from medimg.core.image import Image
-from medimg.plans.dataset import VerifyReport
+from medimg.tasks.segment.data import VerifyReport
 
 logger = logging.getLogger(__name__)
 
@@ -1051,7 +1051,7 @@ def open_classification_dataset(
 # ---- verification ------------------------------------------------------------------------------------------------
 @dataclass
 class ClassificationVerifyReport(VerifyReport):
-    """What :func:`verify_classification_dataset` found (a :class:`~medimg.plans.dataset.VerifyReport` with
+    """What :func:`verify_classification_dataset` found (a :class:`~medimg.tasks.segment.data.VerifyReport` with
     classification fields; ``problems``/``warnings`` are (sample id, what, fix)).
 
     Attributes:

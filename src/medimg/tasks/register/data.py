@@ -55,7 +55,7 @@ class RegDataset:
         Raises:
             ImageReadError: no such folder, or a folder with neither layout nor image files.
         """
-        from medimg.plans.dataset import SegDataset
+        from medimg.tasks.segment.data import SegDataset
 
         path = Path(root).expanduser()
         if not path.is_dir():

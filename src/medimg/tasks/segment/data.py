@@ -1,4 +1,5 @@
-"""One interface over segmentation datasets on disk, and a verification pass that reports every problem.
+"""Segmentation data: one interface over datasets on disk, a verification pass that reports every problem, the
+k-fold splits of a dataset's cases, and the cases of a folder given to prediction.
 
 Two layouts are understood:
 
@@ -17,6 +18,10 @@ Mask conventions for 2D layouts (documented, applied on :meth:`SegDataset.load`)
 * a mask whose values are all in {0, 255} is a binary mask: 255 becomes 1;
 * an instance map (one id per object, e.g. 0..N nuclei) is kept as it is unless the dataset is opened with
   ``foreground_only=True``, which turns every non-zero value into 1 (``label_values == [0, 1]``).
+
+Splits: :func:`make_splits` (k folds by case, seeded; whole groups of :func:`case_groups` stay in one fold).
+
+Prediction inputs (a folder of ``CASE_0000.nii.gz`` ... files) are grouped and read by :mod:`medimg.io.cases`.
 """
 
 from __future__ import annotations
@@ -24,9 +29,10 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 from PIL import Image as PILImage
@@ -37,7 +43,7 @@ from medimg.core.image import Image
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SegDataset", "VerifyReport", "verify_dataset", "MASK_SUFFIXES"]
+__all__ = ["SegDataset", "VerifyReport", "verify_dataset", "MASK_SUFFIXES", "make_splits", "case_groups"]
 
 _RASTER = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
 #: Suffixes after the image stem that name its mask in a 2D layout (compared case-insensitively).
@@ -477,3 +483,56 @@ def verify_dataset(ds: SegDataset, *, max_cases: int | None = None) -> VerifyRep
                                 "open with SegDataset.open(root, foreground_only=True) for binary labels"))
     logger.info("verified %s: %d problems, %d warnings", ds.root, len(report.problems), len(report.warnings))
     return report
+
+
+# ---- k-fold splits ------------------------------------------------------------------------------------------------
+def case_groups(cases: Sequence[str], pattern: str | None) -> dict[str, str]:
+    """Group id of each case: the first capture group (or the whole match) of ``pattern`` searched in the case id.
+
+    With ``pattern=None`` every case is its own group. Used to keep the images of one patient in one fold, e.g.
+    ``r"^(\\d+)_"`` puts HC18's ``010_HC`` and ``010_2HC`` (the same fetus) together.
+
+    Raises:
+        InvalidParameterError: ``pattern`` is not a valid regular expression, or does not match a case id.
+
+    Example:
+        >>> case_groups(["010_HC", "010_2HC", "011_HC"], r"^(\\d+)_")
+        {'010_HC': '010', '010_2HC': '010', '011_HC': '011'}
+    """
+    if pattern is None:
+        return {c: c for c in cases}
+    try:
+        rx = re.compile(pattern)
+    except re.error as err:
+        raise InvalidParameterError("not a regular expression", parameter="--group-by", found=pattern,
+                                    expected="a Python regex, e.g. '^(\\d+)_'", fix=f"fix the pattern ({err})") from err
+    out = {}
+    for case in cases:
+        m = rx.search(case)
+        if m is None:
+            raise InvalidParameterError("group pattern does not match a case id", parameter="--group-by",
+                                        expected=f"a match in every case id, e.g. in '{case}'", found=pattern,
+                                        fix="write a pattern that matches every case, with the patient id as "
+                                        "its first group")
+        out[case] = m.group(1) if rx.groups else m.group(0)
+    return out
+
+
+def make_splits(cases: Sequence[str], n_folds: int, seed: int, *,
+                groups: dict[str, str] | None = None) -> list[dict[str, list[str]]]:
+    """k-fold split by case id (shuffled with ``seed``); every case is validated exactly once.
+
+    With ``groups`` (case id -> group id, see :func:`case_groups`) whole groups go to one fold, so no patient has
+    images on both sides of a split.
+    """
+    group_of = groups or {c: c for c in cases}
+    keys = sorted({group_of[c] for c in cases})
+    if n_folds < 2 or n_folds > len(keys):
+        raise InvalidParameterError("bad number of folds", parameter="--folds",
+                                    expected=f"2..{len(keys)} (number of {'groups' if groups else 'cases'})",
+                                    found=n_folds, fix="use --folds 5, or --fold all to train on every case")
+    np.random.default_rng(seed).shuffle(keys)
+    fold_of = {g: k % n_folds for k, g in enumerate(keys)}
+    folds = [sorted(c for c in cases if fold_of[group_of[c]] == k) for k in range(n_folds)]
+    return [{"train": sorted(c for j, f in enumerate(folds) if j != k for c in f), "val": folds[k]}
+            for k in range(n_folds)]

@@ -1,5 +1,11 @@
-"""Prediction with a trained model folder: preprocessing from its plan, sliding window, fold ensemble, optional
-mirror TTA, probabilities resampled back onto the input's exact grid, label values restored, postprocessing."""
+"""Prediction with a trained segmentation model folder: preprocessing from its plan, sliding window, fold ensemble,
+optional mirror TTA, probabilities resampled back onto the input's exact grid, label values restored,
+postprocessing.
+
+:func:`load` opens a model folder; :func:`predict` segments an image, an image file or DICOM series folder, or a
+folder of cases, and returns a :class:`~medimg.tasks.segment.writer.SegmentResult` in memory (nothing is written;
+``result.write(out)`` writes the files ``medimg predict`` writes). :func:`predict_image` segments one image.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -16,9 +22,16 @@ from medimg.core.enums import Kind
 from medimg.core.errors import ImageReadError, InvalidParameterError
 from medimg.core.image import Image
 
+if TYPE_CHECKING:
+    from medimg.tasks.segment.writer import SegmentResult
+
 logger = logging.getLogger(__name__)
 
-__all__ = ["SegmentationModel", "load_model", "predict_image", "Prediction"]
+__all__ = ["SegmentationModel", "load", "load_model", "predict", "predict_image", "Prediction", "check_overlap",
+           "pixel_size_warning", "RASTER_EXTENSIONS"]
+
+#: Input file endings whose 2D label maps are written as PNG in a folder prediction (others: NIfTI).
+RASTER_EXTENSIONS = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
 
 
 @dataclass
@@ -41,7 +54,7 @@ class Prediction:
     precision: str = "fp32"  # "bf16" when the network ran under bf16 autocast
 
 
-def load_model(path: str | os.PathLike[str], *, folds: list[str] | None = None) -> SegmentationModel:
+def load(path: str | os.PathLike[str], *, folds: list[str] | None = None) -> SegmentationModel:
     """Load ``plan.json``, ``postprocess.json`` (if any) and the weights of every ``fold_*/model.pt`` (or the listed
     folds).
 
@@ -51,7 +64,6 @@ def load_model(path: str | os.PathLike[str], *, folds: list[str] | None = None) 
         InvalidParameterError: not a segmentation plan, or a plan whose patch and batch sizes cannot fit in memory.
     """
     from medimg.models import NetworkSpec, build_network
-    from medimg.plans import Plan
     from medimg.plans.model_folder import check_network_memory, model_task
     from medimg.train.callbacks import load_weights
 
@@ -61,7 +73,9 @@ def load_model(path: str | os.PathLike[str], *, folds: list[str] | None = None) 
         raise InvalidParameterError("not a segmentation model", path=root / "plan.json", parameter="model",
                                     expected="a model folder written by `medimg train segment`",
                                     found=f"a {task} model", fix=f"run it with the {task} command")
-    plan = Plan.load(root / "plan.json")
+    from medimg.tasks.segment.plan import SegmentPlan
+
+    plan = SegmentPlan.load(root / "plan.json")
     check_network_memory(batch=plan.batch_size, spatial=plan.patch_size,
                          channels=max(int(plan.network.get("base_channels", 1) or 1), plan.n_classes),
                          path=root / "plan.json", fields="patch_size, batch_size")
@@ -86,6 +100,10 @@ def load_model(path: str | os.PathLike[str], *, folds: list[str] | None = None) 
         net.eval()
         nets.append(net)
     return SegmentationModel(path=root, plan=plan, networks=nets, folds=names, postprocess=post, name=root.name)
+
+
+#: The former name of :func:`load`.
+load_model = load
 
 
 def _load_postprocess(path: Path, n_classes: int) -> dict[str, Any]:
@@ -149,8 +167,8 @@ def predict_image(
     """
     from medimg.infer.postprocess import entropy, keep_largest_component
     from medimg.infer.sliding import ensemble_probabilities, sliding_window_predict
-    from medimg.plans.cache import preprocess_image
     from medimg.preprocess.spatial import resample_to
+    from medimg.tasks.segment.preprocess import preprocess_image
     from medimg.train.precision import precision_name, resolve_precision
 
     used = precision_name(resolve_precision(precision, "cpu"))
@@ -192,3 +210,95 @@ def predict_image(
         result.uncertainty = image.derive(entropy(on_input)[None].astype(np.float32),
                                           operation="segment_entropy", kind=Kind.INTENSITY, metadata={})
     return result
+
+
+def pixel_size_warning(image: Image, model: SegmentationModel, *, source: Any = None) -> str | None:
+    """A warning when a 2D image without a pixel size (read at 1 mm per pixel) meets a model that works in mm at
+    another pixel size, else None. ``source`` names the input in the message."""
+    spacing = getattr(model.plan, "target_spacing", None)
+    if not image.is_2d or image.metadata.get("spacing_source") != "default_1mm" or not spacing:
+        return None
+    if not any(abs(float(s) - 1.0) > 0.05 for s in list(spacing)[:2]):
+        return None
+    where = f" in {source}" if source is not None else ""
+    return (f"no pixel spacing{where}: read at 1 mm per pixel, but model '{model.name}' works at "
+            f"{float(spacing[0]):g} mm pixels; pass --spacing SX,SY (mm) for a meaningful result")
+
+
+def check_overlap(overlap: float) -> float:
+    """The sliding-window overlap, checked (0 <= overlap < 1).
+
+    Raises:
+        InvalidParameterError: out of range.
+    """
+    if not 0 <= overlap < 1:
+        raise InvalidParameterError("overlap out of range", parameter="--overlap", expected="0 <= overlap < 1",
+                                    found=overlap)
+    return overlap
+
+
+def predict(
+    model: SegmentationModel,
+    inputs: Image | str | os.PathLike[str],
+    *,
+    tta: bool = False,
+    overlap: float = 0.5,
+    postprocess: bool = True,
+    probabilities: bool = False,
+    uncertainty: bool = False,
+    precision: str = "auto",
+) -> SegmentResult:
+    """Segment an image, an image file or DICOM series folder, or a folder of cases; nothing is written.
+
+    Args:
+        model: a model from :func:`load`.
+        inputs: an :class:`~medimg.core.image.Image`; a path to an image file or a DICOM series folder; or a folder
+            of cases (nnU-Net naming: ``CASE_0000.nii.gz``, ``CASE_0001.nii.gz``, ... are the channels of ``CASE``,
+            :func:`medimg.io.cases.case_files`), segmented case by case.
+        tta, overlap, precision: as in :func:`predict_image`.
+        postprocess: follow the model folder's ``postprocess.json`` (largest connected component per class as
+            decided by cross-validation); False: no postprocessing.
+        probabilities, uncertainty: also keep the class probabilities / predictive entropy of each case.
+
+    Returns:
+        A :class:`~medimg.tasks.segment.writer.SegmentResult` (``write(out)`` writes a file for a single input, a
+        folder of ``CASE.nii.gz`` for a folder of cases).
+
+    Raises:
+        ImageReadError: an input that cannot be read. InvalidParameterError: an input the model cannot take.
+    """
+    from medimg.io.cases import case_files, image_extension, read_case
+    from medimg.tasks.segment.writer import SegmentCase, SegmentResult
+
+    check_overlap(overlap)
+    options = {"tta": tta, "overlap": overlap, "largest_component": None if postprocess else False,
+               "probabilities": probabilities, "uncertainty": uncertainty, "precision": precision}
+    source = None if isinstance(inputs, Image) else Path(inputs)
+    folder = case_files(source) if source is not None and source.is_dir() else {}
+    if not folder:
+        if isinstance(inputs, Image):
+            image = inputs
+        else:
+            from medimg.io import read
+
+            image = read(source)
+        pred = predict_image(model, image, **options)
+        warning = pixel_size_warning(image, model, source=source)
+        name = "image" if source is None else source.name
+        cases = [SegmentCase(name, pred.labels, pred.probabilities, pred.uncertainty)]
+        return SegmentResult(model_name=model.name, folds=list(model.folds), precision=pred.precision,
+                             class_names=list(model.plan.class_names), label_values=list(model.plan.label_values),
+                             cases=cases, batch=False, source=source, warnings=[warning] if warning else [])
+    cases, used, warnings = [], "", []
+    for case, files in sorted(folder.items()):
+        image = read_case(files)
+        pred = predict_image(model, image, **options)
+        used = pred.precision
+        warning = pixel_size_warning(image, model, source=files[0].name)
+        if warning:
+            warnings.append(warning)
+        suffix = ".png" if pred.labels.is_2d and image_extension(files[0].name) in RASTER_EXTENSIONS else ".nii.gz"
+        cases.append(SegmentCase(case, pred.labels, pred.probabilities, pred.uncertainty, suffix=suffix))
+    return SegmentResult(model_name=model.name, folds=list(model.folds), precision=used,
+                         class_names=list(model.plan.class_names), label_values=list(model.plan.label_values),
+                         cases=cases, batch=True, source=source, warnings=warnings)

@@ -29,7 +29,7 @@ import numpy as np
 
 from medimg.core.errors import InvalidParameterError
 from medimg.plans.fingerprint import Fingerprint
-from medimg.plans.plan import SCHEMA_VERSION, AugSpec, NormSpec, Plan
+from medimg.tasks.segment.plan import SCHEMA_VERSION, AugSpec, NormSpec, SegmentPlan
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ def plan_segmentation(
     overrides: dict[str, Any] | None = None,
     iterations_per_minute: float | None = None,
     seed: int = 0,
-) -> Plan:
+) -> SegmentPlan:
     """Plan a segmentation run for a dataset.
 
     Args:
@@ -153,7 +153,8 @@ def plan_segmentation(
         InvalidParameterError: non-positive minutes/memory, an override the plan rejects.
 
     Example:
-        >>> from medimg.plans import SegDataset, compute_fingerprint  # doctest: +SKIP
+        >>> from medimg.plans.fingerprint import compute_fingerprint  # doctest: +SKIP
+        >>> from medimg.tasks.segment.data import SegDataset  # doctest: +SKIP
         >>> plan = plan_segmentation(compute_fingerprint(SegDataset.open("hippocampus")))  # doctest: +SKIP
     """
     if not minutes > 0 or not memory_gb > 0:
@@ -224,7 +225,7 @@ def plan_segmentation(
         "assumed_cpu_gflops": ASSUMED_CPU_GFLOPS, "memory_estimate_gb": round(
             estimate_memory_gb(patch_t, kernels, base, max_ch, batch), 3), "memory_gb": memory_gb,
     }
-    plan = Plan(
+    plan = SegmentPlan(
         schema_version=SCHEMA_VERSION, task="segment", dims=dims, in_channels=len(fp.channel_names),
         n_classes=n_classes, label_values=tuple(fp.label_values), class_names=tuple(fp.class_names),
         target_spacing=target, patch_size=patch_t, batch_size=batch,  # type: ignore[arg-type]

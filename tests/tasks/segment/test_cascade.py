@@ -13,8 +13,9 @@ from medimg.cli.cmd_train import _overrides
 from medimg.cli.main import main
 from medimg.core.errors import InvalidParameterError
 from medimg.io import read
-from medimg.plans import Plan, SegDataset, cache_key, preprocess_case
-from medimg.plans.cache import preprocess_image
+from medimg.tasks.segment.data import SegDataset
+from medimg.tasks.segment.plan import SegmentPlan
+from medimg.tasks.segment.preprocess import cache_key, preprocess_case, preprocess_image
 from medimg.testing import hippocampus_subset, require_data
 
 CASES = ["hippocampus_001", "hippocampus_006", "hippocampus_011", "hippocampus_014"]
@@ -39,7 +40,7 @@ def test_training_with_fcm_cascade_writes_it_into_the_plan(fcm_model):
     data = json.loads((fcm_model / "plan.json").read_text())
     assert data["cascade"] == "fcm"
     assert data["in_channels"] == 1 and data["network"]["in_channels"] == 4
-    plan = Plan.load(fcm_model / "plan.json")
+    plan = SegmentPlan.load(fcm_model / "plan.json")
     assert plan.cascade == "fcm" and plan.network_in_channels == 4
     assert json.loads((fcm_model / "fold_0" / "metrics.json").read_text())["iterations"] == 2
 
@@ -55,7 +56,7 @@ def test_predict_with_a_cascade_model_keeps_the_input_grid(hippo4, fcm_model, tm
 
 
 def test_preprocess_case_appends_memberships_and_otsu_mask(hippo4, fcm_model):
-    plan = Plan.load(fcm_model / "plan.json")
+    plan = SegmentPlan.load(fcm_model / "plan.json")
     image, label = SegDataset.open(hippo4).load(CASES[0])
     img, lab, props = preprocess_case(image, label, plan)
     assert img.dtype == np.float32 and img.shape == (1 + 3,) + tuple(props["shape"]) and lab.shape == img.shape[1:]
@@ -79,7 +80,7 @@ def test_old_plan_json_without_the_field_loads_with_cascade_off(fcm_model, tmp_p
     data["network"]["in_channels"] = data["in_channels"]
     old = tmp_path / "plan.json"
     old.write_text(json.dumps(data))
-    plan = Plan.load(old)
+    plan = SegmentPlan.load(old)
     assert plan.cascade == "none" and plan.network_in_channels == plan.in_channels == 1
     assert "cascade" not in json.loads(plan.to_json())  # written back exactly as before the option existed
     fcm = plan.replace(cascade="fcm")
@@ -87,7 +88,7 @@ def test_old_plan_json_without_the_field_loads_with_cascade_off(fcm_model, tmp_p
 
 
 def test_cache_key_changes_only_with_a_cascade(hippo4, fcm_model):
-    plan = Plan.load(fcm_model / "plan.json").replace(cascade="none")
+    plan = SegmentPlan.load(fcm_model / "plan.json").replace(cascade="none")
     ds = SegDataset.open(hippo4)
     keys = {c: cache_key(plan.replace(cascade=c), ds) for c in ("none", "fcm", "otsu")}
     assert len(set(keys.values())) == 3
@@ -95,7 +96,7 @@ def test_cache_key_changes_only_with_a_cascade(hippo4, fcm_model):
 
 
 def test_cascade_validation_and_set_override(fcm_model):
-    plan = Plan.load(fcm_model / "plan.json")
+    plan = SegmentPlan.load(fcm_model / "plan.json")
     with pytest.raises(InvalidParameterError, match="cascade"):
         plan.replace(cascade="kmeans")
     with pytest.raises(InvalidParameterError, match="in_channels"):

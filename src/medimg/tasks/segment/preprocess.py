@@ -7,7 +7,7 @@ change to any of them starts a new folder. Each case is three files: ``<case>_im
 temporary name and renamed, so a crash never leaves a half-written case behind. The default ``root_dir`` is
 ``$MEDIMG_CACHE`` or ``~/.cache/medimg/preprocessed``.
 
-Cascade with classical methods (``Plan.cascade``): after normalisation, :func:`preprocess_case` appends a
+Cascade with classical methods (``SegmentPlan.cascade``): after normalisation, :func:`preprocess_case` appends a
 classical result of the first channel, computed on the image resampled to the plan's spacing (before
 normalisation, in image units), as extra channels: ``"fcm"`` adds the 3 memberships (darkest cluster first, sum
 1) of :func:`medimg.classical.fuzzy_c_means` with ``seed=plan.seed``; ``"otsu"`` adds the 0/1 mask of
@@ -33,8 +33,9 @@ import numpy as np
 from medimg.core.enums import Kind
 from medimg.core.errors import InvalidParameterError
 from medimg.core.image import Image
-from medimg.plans.dataset import SegDataset
-from medimg.plans.plan import CASCADE_CHANNELS, Plan
+from medimg.io.files import atomic_output
+from medimg.tasks.segment.data import SegDataset
+from medimg.tasks.segment.plan import CASCADE_CHANNELS, SegmentPlan
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ def default_cache_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "medimg" / "preprocessed"
 
 
-def _normalise(vox: np.ndarray, plan: Plan) -> np.ndarray:
+def _normalise(vox: np.ndarray, plan: SegmentPlan) -> np.ndarray:
     out = np.empty(vox.shape, np.float32)
     for c, spec in enumerate(plan.normalization):
         ch = vox[c].astype(np.float32)
@@ -71,7 +72,7 @@ def _same_spacing(a: tuple[float, ...], b: tuple[float, ...], dims: int) -> bool
     return all(abs(x - y) <= 1e-3 * max(abs(y), 1e-6) for x, y in zip(a[:n], b[:n]))
 
 
-def resample_to_plan(image: Image, label: Image | None, plan: Plan) -> tuple[Image, Image | None]:
+def resample_to_plan(image: Image, label: Image | None, plan: SegmentPlan) -> tuple[Image, Image | None]:
     """The image (linear) and label (nearest) on the plan's spacing; unchanged when it already matches."""
     from medimg.preprocess import resample
 
@@ -84,7 +85,7 @@ def resample_to_plan(image: Image, label: Image | None, plan: Plan) -> tuple[Ima
     return image, label
 
 
-def _cascade_channels(image: Image, plan: Plan) -> np.ndarray | None:
+def _cascade_channels(image: Image, plan: SegmentPlan) -> np.ndarray | None:
     """The extra channels of ``plan.cascade`` (E, Z, Y, X) float32 from the first channel of ``image``, or None."""
     if plan.cascade == "none":
         return None
@@ -109,7 +110,7 @@ def _cascade_channels(image: Image, plan: Plan) -> np.ndarray | None:
         return uniform
 
 
-def preprocess_image(image: Image, plan: Plan) -> tuple[np.ndarray, Image]:
+def preprocess_image(image: Image, plan: SegmentPlan) -> tuple[np.ndarray, Image]:
     """Inference-time preprocessing: (normalised array (C, *spatial) float32, the image on the plan's grid).
 
     C is ``plan.network_in_channels``: the image's channels plus those of ``plan.cascade``.
@@ -121,7 +122,7 @@ def preprocess_image(image: Image, plan: Plan) -> tuple[np.ndarray, Image]:
     return arr, grid
 
 
-def preprocess_case(image: Image, label: Image | None, plan: Plan) -> tuple[np.ndarray, np.ndarray | None,
+def preprocess_case(image: Image, label: Image | None, plan: SegmentPlan) -> tuple[np.ndarray, np.ndarray | None,
                                                                              dict[str, Any]]:
     """Resample a case to the plan's spacing, normalise it, add the cascade channels, turn label values into ids.
 
@@ -195,7 +196,7 @@ def preprocess_case(image: Image, label: Image | None, plan: Plan) -> tuple[np.n
     return np.ascontiguousarray(img), lab_arr, props
 
 
-def cache_key(plan: Plan, dataset: SegDataset) -> str:
+def cache_key(plan: SegmentPlan, dataset: SegDataset) -> str:
     """The hash naming the cache folder of (dataset, preprocessing fields of the plan, medimg version).
 
     ``cascade`` (with ``seed`` for "fcm", whose memberships depend on it) enters the hash only when it is not
@@ -234,7 +235,7 @@ class PreprocessedCache:
         >>> image, label, props = cache.get(ds.cases[0])      # doctest: +SKIP
     """
 
-    def __init__(self, root_dir: str | os.PathLike[str] | None, plan: Plan, dataset: SegDataset) -> None:
+    def __init__(self, root_dir: str | os.PathLike[str] | None, plan: SegmentPlan, dataset: SegDataset) -> None:
         self.plan = plan
         self.dataset = dataset
         self.key = cache_key(plan, dataset)
@@ -254,18 +255,15 @@ class PreprocessedCache:
         self.dir.mkdir(parents=True, exist_ok=True)
         manifest = self.dir / "cache.json"
         if not manifest.is_file():
-            tmp = manifest.with_name(f".cache.json.{os.getpid()}")
-            tmp.write_text(json.dumps({"key": self.key, "dataset": str(self.dataset.root),
-                                       "plan": self.plan.to_dict()}, indent=1), encoding="utf-8")
-            os.replace(tmp, manifest)
+            with atomic_output(manifest) as tmp:
+                tmp.write_text(json.dumps({"key": self.key, "dataset": str(self.dataset.root),
+                                           "plan": self.plan.to_dict()}, indent=1), encoding="utf-8")
         p_img, p_lab, p_props = self._paths(case_id)
         for path, arr in ((p_img, img), (p_lab, lab)):
-            tmp = path.with_name(f".{path.stem}.{os.getpid()}.npy")
-            np.save(tmp, arr)
-            os.replace(tmp, path)
-        tmp = p_props.with_name(f".{p_props.name}.{os.getpid()}")
-        tmp.write_text(json.dumps(props), encoding="utf-8")
-        os.replace(tmp, p_props)  # written last: its presence marks a complete case
+            with atomic_output(path) as tmp:  # the temporary name keeps ".npy": np.save adds nothing
+                np.save(tmp, arr)
+        with atomic_output(p_props) as tmp:  # written last: its presence marks a complete case
+            tmp.write_text(json.dumps(props), encoding="utf-8")
 
     def get(self, case_id: str) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
         """(image (C, *spatial) float32, label (*spatial) uint8, props) of a case, memory-mapped, built if needed."""

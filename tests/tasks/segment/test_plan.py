@@ -1,4 +1,4 @@
-"""Fingerprint, planner, Plan JSON round trip and the preprocessed cache."""
+"""Fingerprint, planner, SegmentPlan JSON round trip and the preprocessed cache."""
 
 from __future__ import annotations
 
@@ -10,21 +10,14 @@ import numpy as np
 import pytest
 
 from medimg.core.errors import InvalidParameterError
-from medimg.plans import (
-    Fingerprint,
-    NormSpec,
-    Plan,
-    PreprocessedCache,
-    SegDataset,
-    channel_modality,
-    compute_fingerprint,
-    plan_segmentation,
-    preprocess_case,
-)
-from medimg.plans.plan import SCHEMA_VERSION
+from medimg.plans.fingerprint import Fingerprint, channel_modality, compute_fingerprint
+from medimg.tasks.segment.data import SegDataset
+from medimg.tasks.segment.plan import SCHEMA_VERSION, NormSpec, SegmentPlan
+from medimg.tasks.segment.planner import plan_segmentation
+from medimg.tasks.segment.preprocess import PreprocessedCache, preprocess_case
 from medimg.testing import require_data
 
-from .test_dataset import _nnunet
+from .test_data import _nnunet
 
 
 @pytest.fixture(scope="module")
@@ -104,9 +97,9 @@ def test_channel_modality():
 
 def test_plan_json_round_trip_and_file(hippo_plan, tmp_path):
     text = hippo_plan.to_json()
-    assert Plan.from_json(text) == hippo_plan
+    assert SegmentPlan.from_json(text) == hippo_plan
     path = hippo_plan.save(tmp_path / "model" / "plan.json")
-    assert Plan.load(path) == hippo_plan
+    assert SegmentPlan.load(path) == hippo_plan
     assert json.loads(text)["schema_version"] == SCHEMA_VERSION
 
 
@@ -131,14 +124,14 @@ def test_plan_schema_version_errors(hippo_plan):
     data = hippo_plan.to_dict()
     data["schema_version"] = SCHEMA_VERSION + 1
     with pytest.raises(InvalidParameterError, match="newer medimg"):
-        Plan.from_json(json.dumps(data))
+        SegmentPlan.from_json(json.dumps(data))
     del data["schema_version"]
     with pytest.raises(InvalidParameterError, match="schema version"):
-        Plan.from_json(json.dumps(data))
+        SegmentPlan.from_json(json.dumps(data))
     data = hippo_plan.to_dict()
     data["surprise"] = 1
-    with pytest.raises(InvalidParameterError, match="unknown plan fields"):
-        Plan.from_json(json.dumps(data))
+    with pytest.raises(InvalidParameterError, match="unknown segment plan fields"):
+        SegmentPlan.from_json(json.dumps(data))
 
 
 def test_preprocess_case_resamples_to_plan_spacing(tmp_path):

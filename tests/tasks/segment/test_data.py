@@ -12,7 +12,7 @@ import pytest
 from PIL import Image as PILImage
 
 from medimg.core.errors import ImageReadError, InvalidParameterError
-from medimg.plans import SegDataset, verify_dataset
+from medimg.tasks.segment.data import SegDataset, verify_dataset
 from medimg.testing import require_data
 
 
