@@ -239,7 +239,7 @@ def _compressed_dicom(path: Path, ts: str, fragment: bytes) -> None:
 
 def _sample_nifti(path: Path) -> Path:
     """The hippocampus MR sample shipped with medimg (a 3D NIfTI, 36x50x35), copied."""
-    src = Path(__file__).resolve().parents[1] / "data" / "hippocampus_sample" / "hippocampus_001.nii.gz"
+    src = Path(__file__).resolve().parents[2] / "data" / "hippocampus_sample" / "hippocampus_001.nii.gz"
     shutil.copy(src, path)
     return path
 
@@ -265,7 +265,7 @@ def _nuclei_png(path: Path) -> Path:
 
 def _model_folder(dest: Path, *, weights: bytes | None = None) -> Path:
     """A copy of the shipped hippocampus model folder (plan, fingerprint, splits, post-processing, fold_0)."""
-    src = Path(__file__).resolve().parents[1] / "zoo" / "hippocampus"
+    src = Path(__file__).resolve().parents[2] / "zoo" / "hippocampus"
     dest.mkdir(parents=True)
     for f in src.glob("*.json"):
         shutil.copy(f, dest / f.name)
