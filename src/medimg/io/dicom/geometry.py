@@ -268,7 +268,7 @@ def _orientation(slices: list[_Slice], where: Path) -> np.ndarray:
 
 
 def stack_slices(slices: list[_Slice], where: Path, user_spacing: tuple[float, float, float] | None,
-           single_sz: float | None) -> _Stack:
+                 single_sz: float | None) -> _Stack:
     s0 = slices[0]
     for s in slices[1:]:
         if (s.rows, s.columns) != (s0.rows, s0.columns):

@@ -58,7 +58,7 @@ _NON_IMAGE_CLASSES = (
 # BytesLengthException, struct.error, NotImplementedError for unknown VRs, RecursionError, ...). Parsing a file
 # catches every Exception but MemoryError; this tuple is for the narrower places.
 READ_ERRORS = (InvalidDicomError, OSError, EOFError, ValueError, KeyError, TypeError, AttributeError, IndexError,
-                struct.error, NotImplementedError, OverflowError, RecursionError, UnicodeError)
+               struct.error, NotImplementedError, OverflowError, RecursionError, UnicodeError)
 _MAX_SEQUENCE_DEPTH = 64
 
 PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
