@@ -1,4 +1,4 @@
-"""Tests for medimg.explain.saliency and medimg.explain.figures.
+"""Tests for medimg.explain.saliency, medimg.explain.saliency_checks and medimg.explain.figures.
 
 The models are tiny classifiers trained here in about a second on a synthetic task: class 1 if the image holds a
 bright blob (anywhere), class 0 if it is only noise. On a test image with the blob at a known place the maps must
@@ -23,13 +23,8 @@ from medimg.explain.figures import (
     saliency_overlay,
     saliency_overlay_png,
 )
-from medimg.explain.saliency import (
-    deletion_curve,
-    grad_cam,
-    occlusion_sensitivity,
-    randomisation_check,
-    spearman_correlation,
-)
+from medimg.explain.saliency import grad_cam, occlusion_sensitivity
+from medimg.explain.saliency_checks import deletion_curve, randomisation_check, spearman_correlation
 
 SHAPE = {2: (24, 24), 3: (12, 12, 12)}
 RADIUS = 2.5
