@@ -58,7 +58,7 @@ from typing import TYPE_CHECKING, Any
 from medimg.core.errors import ImageReadError, ImageWriteError, InvalidParameterError
 from medimg.io.csv_safe import safe_writer
 from medimg.io.deid_profile import profile_action
-from medimg.io.files import _is_inside, atomic_output, atomic_output_dir, check_input, same_path
+from medimg.io.files import atomic_output, atomic_output_dir, check_input, is_inside, same_path
 
 if TYPE_CHECKING:  # pragma: no cover
     from pydicom.dataset import Dataset
@@ -562,7 +562,7 @@ def _check_mapping(mapping_file: Any, inp: Path, out: Path) -> Path | None:
         raise InvalidParameterError("unknown mapping file format", parameter="mapping_file",
                                     expected="a name ending in .json or .csv", found=mp.suffix or "no extension",
                                     fix="name it e.g. mapping.json")
-    if same_path(mp, out) or _is_inside(mp, out) or same_path(mp, inp) or (inp.is_dir() and _is_inside(mp, inp)):
+    if same_path(mp, out) or is_inside(mp, out) or same_path(mp, inp) or (inp.is_dir() and is_inside(mp, inp)):
         raise ImageWriteError(
             "the mapping file must be kept apart from the output and the input", path=mp,
             expected="a path outside the output (and input) folder", found="a path inside or equal to it",
@@ -606,7 +606,7 @@ def _plan_folder(root: Path) -> tuple[list[tuple[Path, Path]], list[Path]]:
     real_root = root.resolve()
 
     def inside(p: Path) -> bool:
-        return same_path(p.resolve(), real_root) or _is_inside(p.resolve(), real_root)
+        return same_path(p.resolve(), real_root) or is_inside(p.resolve(), real_root)
 
     def walk(src: Path, rel: Path) -> None:
         entries = sorted(src.iterdir(), key=lambda p: p.name)
