@@ -152,8 +152,7 @@ def _cascade_layers(net: Any) -> list[str]:
 def explanation_checks(net: Any, x: np.ndarray, *, seed: int = 0) -> dict[str, Any]:
     import torch
 
-    from medimg.explain.saliency import grad_cam
-    from medimg.explain.saliency_checks import deletion_curve, randomisation_check
+    from medimg.explain.saliency import deletion_curve, grad_cam, randomisation_check
 
     xt = torch.from_numpy(np.ascontiguousarray(x))
     net.eval()

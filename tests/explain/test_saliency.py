@@ -23,8 +23,13 @@ from medimg.explain.figures import (
     saliency_overlay,
     saliency_overlay_png,
 )
-from medimg.explain.saliency import grad_cam, occlusion_sensitivity
-from medimg.explain.saliency_checks import deletion_curve, randomisation_check, spearman_correlation
+from medimg.explain.saliency import (
+    deletion_curve,
+    grad_cam,
+    occlusion_sensitivity,
+    randomisation_check,
+    spearman_correlation,
+)
 
 SHAPE = {2: (24, 24), 3: (12, 12, 12)}
 RADIUS = 2.5
