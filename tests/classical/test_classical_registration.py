@@ -210,26 +210,27 @@ def test_geometry_init_falls_back_to_moments_when_the_optimiser_leaves_the_movin
     # initialisation (init='geometry')": the optimiser left the moving image. Reproduce that failure of the
     # geometry start, and check that register() starts again from the centres of mass and says so.
     from medimg.classical import registration as reg
+    from medimg.classical.registration_checks import raise_no_overlap
 
-    real_stage = reg._linear_stage
+    real_stage = reg.linear_stage
 
     def leaves_after_geometry(fixed, moving, kind, *, init, **kw):
         if init == "geometry":
-            reg._raise_no_overlap(init, "the optimiser's samples all map outside the moving image")
+            raise_no_overlap(init, "the optimiser's samples all map outside the moving image")
         return real_stage(fixed, moving, kind, init=init, **kw)
 
     fixed, moving = _hippocampus("001"), _hippocampus("006")
     opts = {"method": "affine", "levels": (2, 1), "iterations": 30}
-    monkeypatch.setattr(reg, "_linear_stage", leaves_after_geometry)
+    monkeypatch.setattr(reg, "linear_stage", leaves_after_geometry)
     res = register(fixed, moving, **opts)
     assert res.params["init"] == "geometry" and res.params["init_used"] == "moments"
     assert "init='geometry' failed" in res.params["init_fallback"]
-    monkeypatch.setattr(reg, "_linear_stage", real_stage)
+    monkeypatch.setattr(reg, "linear_stage", real_stage)
     direct = register(fixed, moving, init="moments", **opts)
     assert direct.params["init_used"] == "moments" and "init_fallback" not in direct.params
     assert res.transform.GetParameters() == direct.transform.GetParameters()
     # "moments" asked for and failing is not retried: the error names it
-    monkeypatch.setattr(reg, "_linear_stage", lambda *a, init, **k: reg._raise_no_overlap(init, "outside"))
+    monkeypatch.setattr(reg, "linear_stage", lambda *a, init, **k: raise_no_overlap(init, "outside"))
     with pytest.raises(reg.NoOverlapError, match="init='moments'"):
         register(fixed, moving, init="moments", **opts)
 

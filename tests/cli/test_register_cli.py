@@ -31,7 +31,7 @@ def test_register_rigid_writes_the_output_contract_and_warp_reapplies_it(files, 
     assert sorted(p.name for p in out.iterdir()) == ["figures", "metrics.json", "report.html", "transform.tfm",
                                                      "warped.nii.gz", "warped_labels.nii.gz"]
     m = json.loads((out / "metrics.json").read_text())
-    assert m["method"] == "rigid" and m["metric"] == "mattes" and 0 < m["seconds"] < 30
+    assert m["method"] == "rigid" and m["metric"] == "mattes" and m["seconds"] > 0
     assert m["metric_after"] < m["metric_before"]
     # measured: mask Dice 0.9788 -> 0.9820
     assert m["dice"]["per_label"]["1"]["after"] > m["dice"]["per_label"]["1"]["before"]

@@ -80,9 +80,20 @@ def test_labels_resampled_keep_only_label_values():
     lab = label_phantom()
     for interp in (None, "nearest", "onehot_linear"):
         out = resample(lab, spacing_mm=(0.5, 0.7, 1.1), interpolation=interp)
-        assert set(np.unique(out.voxels)) <= {0, 1, 2}
+        assert set(np.unique(out.voxels)) == {0, 1, 2}
         assert out.dtype == np.uint8 and out.kind == Kind.LABEL
     assert resample(lab, spacing_mm=1.0).history[-1].params["interpolation"] == "nearest"
+    # label 2 touching background: averaging label values would put 1s on the border between them, and the
+    # border must stay where it is (half-way between the voxel centres at x = 5 and 6 mm)
+    arr = np.zeros((4, 8, 12), np.uint8)
+    arr[:, :, 6:] = 2
+    two = Image.from_array(arr, kind="label")
+    for interp in (None, "nearest", "onehot_linear"):
+        out = resample(two, spacing_mm=(0.4, 0.4, 0.4), interpolation=interp)
+        assert set(np.unique(out.voxels)) == {0, 2}, interp
+        x_mm = out.geometry.origin[0] + np.arange(out.voxels.shape[-1]) * 0.4
+        assert np.abs(x_mm - 5.5).min() > 0.05  # no sample exactly half-way between the voxels at 5 and 6 mm
+        np.testing.assert_array_equal(out.voxels[0, 0, 0] == 2, x_mm > 5.5)
 
 
 def test_onehot_linear_close_to_nearest_on_labels():

@@ -66,7 +66,7 @@ class AtlasResult:
 
 
 def _check_atlases(image: Image, atlases: Any) -> list[tuple[Image, Image]]:
-    from medimg.classical.registration import _check_image, _check_on_grid, _check_same_dim
+    from medimg.classical.registration_checks import check_image, check_on_grid, check_same_dim
 
     if isinstance(atlases, tuple) and len(atlases) == 2 and all(isinstance(a, Image) for a in atlases):
         atlases = [atlases]  # a single (image, labels) pair
@@ -88,9 +88,9 @@ def _check_atlases(image: Image, atlases: Any) -> list[tuple[Image, Image]]:
                                         expected="2 items (atlas_image, atlas_labels)", found=f"{len(pair)} items",
                                         fix="pass each atlas as (atlas_image, atlas_labels)")
         atlas, labels = pair
-        _check_image(atlas, f"{name} image")
-        _check_same_dim(image, atlas, "image", f"{name} image")
-        _check_on_grid(atlas, labels, f"{name} atlas", f"{name} labels")
+        check_image(atlas, f"{name} image")
+        check_same_dim(image, atlas, "image", f"{name} image")
+        check_on_grid(atlas, labels, f"{name} atlas", f"{name} labels")
         vox = labels.voxels
         if np.issubdtype(vox.dtype, np.floating) and not np.all(vox == np.round(vox)):
             raise InvalidParameterError("atlas labels are not whole numbers", parameter=f"{name} labels",
@@ -214,16 +214,16 @@ def atlas_segment(
         >>> res.label_values, int(res.labels.array[6, 8, 8])
         ((0, 1), 1)
     """
-    from medimg.classical.registration import _check_image, _choice, register
+    from medimg.classical.registration import check_image, choice, register
 
-    method = _choice(method, ATLAS_METHODS, "method")
-    voting = _choice(voting, VOTINGS, "voting")
-    label_interpolation = _choice(label_interpolation, ("linear", "nearest"), "label_interpolation")
+    method = choice(method, ATLAS_METHODS, "method")
+    voting = choice(voting, VOTINGS, "voting")
+    label_interpolation = choice(label_interpolation, ("linear", "nearest"), "label_interpolation")
     if not float(weight_sigma_mm) >= 0 or not float(weight_temperature) > 0:
         raise InvalidParameterError("invalid weighting settings", parameter="weight_sigma_mm/weight_temperature",
                                     expected="weight_sigma_mm >= 0 and weight_temperature > 0",
                                     found=(weight_sigma_mm, weight_temperature), fix="give e.g. 2.0 and 0.5")
-    image = _check_image(image, "image")
+    image = check_image(image, "image")
     pairs = _check_atlases(image, atlases)
     values = (0,) + tuple(sorted({int(v) for _, lab in pairs for v in np.unique(lab.voxels) if v != 0}))
 

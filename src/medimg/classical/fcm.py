@@ -19,10 +19,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from medimg.core.checks import require_finite, require_intensity
 from medimg.core.enums import Kind
 from medimg.core.errors import InvalidParameterError
 from medimg.core.image import Image
-from medimg.preprocess.intensity import _require_finite, _require_intensity
 
 __all__ = ["FCMResult", "fuzzy_c_means"]
 
@@ -203,9 +203,9 @@ def fuzzy_c_means(
         >>> np.round(res.centers.ravel(), 3).tolist(), res.labels.array[0, :, 0].tolist()
         ([0.0, 10.0, 20.0], [0, 1, 2])
     """
-    _require_intensity(image, "fuzzy_c_means")
+    require_intensity(image, "fuzzy_c_means")
     _check_args(n_clusters, m, spatial_weight, max_iter, tol)
-    _require_finite(image.voxels, "fuzzy_c_means")
+    require_finite(image.voxels, "fuzzy_c_means")
     msk = _check_mask(mask, image)
     rng = np.random.default_rng(seed)
     k = int(n_clusters)

@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 
 from medimg.classical.seeds import seeds_to_index
+from medimg.core.checks import require_finite, require_intensity
 from medimg.core.enums import Kind
 from medimg.core.errors import InvalidParameterError
 from medimg.core.image import Image
-from medimg.preprocess.intensity import _require_finite, _require_intensity
 
 __all__ = ["graph_cut"]
 
@@ -187,8 +187,8 @@ def graph_cut(
         >>> seg.array[0].tolist()[0]
         [0, 0, 0, 1, 1, 1]
     """
-    _require_intensity(image, "graph_cut")
-    _require_finite(image.voxels, "graph_cut")
+    require_intensity(image, "graph_cut")
+    require_finite(image.voxels, "graph_cut")
     if seed_space not in ("voxel", "world"):
         raise InvalidParameterError("unknown seed space", parameter="seed_space", expected="'voxel' or 'world'",
                                     found=repr(seed_space), fix="use 'voxel' for (z, y, x) indices, 'world' for mm")

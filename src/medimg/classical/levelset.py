@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from medimg.core.checks import require_finite, require_intensity
 from medimg.core.enums import Kind
 from medimg.core.errors import InvalidParameterError
 from medimg.core.image import Image
-from medimg.preprocess.intensity import _require_finite, _require_intensity
 
 __all__ = ["chan_vese", "geodesic_active_contour"]
 
@@ -27,13 +27,13 @@ _INIT_NAMES = ("checkerboard", "disk")
 
 def _scalar_array(image: Image, operation: str) -> np.ndarray:
     """The image as a float64 2D (Y, X) or 3D (Z, Y, X) array."""
-    _require_intensity(image, operation)
+    require_intensity(image, operation)
     if image.n_channels != 1:
         raise InvalidParameterError(
             f"{operation} needs a single-channel image", parameter="image", expected="1 channel",
             found=f"{image.n_channels} channels", fix="pick a channel (image.voxels[c]) or convert to grey first",
         )
-    _require_finite(image.voxels, operation)
+    require_finite(image.voxels, operation)
     arr = image.voxels[0].astype(np.float64)
     return arr[0] if image.is_2d else arr
 

@@ -1,10 +1,11 @@
 """Binary morphology, connected components and per-component statistics on label Images.
 
-This module owns the checks every classical function applies to masks (a binary label map of 0/1) and label maps
-(non-negative integers), and the structuring elements in mm: a radius in mm becomes an ellipsoid in voxels, so an
-operation grows or shrinks an object by the same physical distance along every axis whatever the spacing.
-A 2D image (Z == 1) is processed in-plane only. Results are label Images on the input's grid; inputs are never
-changed.
+Masks (a binary label map of 0/1) and label maps (non-negative integers) are checked by
+:func:`medimg.core.checks.require_binary` and :func:`~medimg.core.checks.require_labels`. This module owns the
+structuring elements in mm (:func:`ellipsoid`, shared with watershed): a radius in mm becomes an ellipsoid in
+voxels, so an operation grows or shrinks an object by the same physical distance along every axis whatever the
+spacing. A 2D image (Z == 1) is processed in-plane only. Results are label Images on the input's grid; inputs are
+never changed.
 
 Border conventions (the same as ITK's binary filters): dilation treats outside the image as background, erosion
 treats it as foreground, so an object that touches the edge of the field of view is not eaten from the edge.
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from medimg.core.checks import per_axis_xyz
+from medimg.core.checks import per_axis_xyz, require_binary, require_image, require_labels
 from medimg.core.enums import Kind
 from medimg.core.errors import InvalidParameterError
 from medimg.core.image import Image
@@ -36,72 +37,7 @@ __all__ = [
 ]
 
 
-# ---- shared checks (also used by threshold, region and watershed) ---------------------------------------------
-def _require_image(value: Any, parameter: str) -> Image:
-    if not isinstance(value, Image):
-        raise InvalidParameterError(
-            "not an Image", parameter=parameter, expected="medimg.core.Image", found=type(value).__name__,
-            fix="build one with Image.from_array or read it with medimg.io.read",
-        )
-    if value.n_channels != 1:
-        raise InvalidParameterError(
-            "image has several channels", parameter=parameter, expected="1 channel",
-            found=f"{value.n_channels} channels",
-            fix="pick one channel, e.g. image.replace(voxels=image.voxels[:1]), or convert to grayscale",
-        )
-    return value
-
-
-def _require_binary(mask: Any, parameter: str = "mask") -> np.ndarray:
-    """The (Z, Y, X) boolean array of a binary label Image; raises with a fix otherwise."""
-    mask = _require_image(mask, parameter)
-    if mask.kind != Kind.LABEL:
-        raise InvalidParameterError(
-            "expected a binary mask (0/1) of kind label", parameter=parameter,
-            expected="a label Image with values in {0, 1}", found=f"kind {mask.kind.value}",
-            fix="use threshold() first (or image.replace(kind='label') if it already is a 0/1 mask)",
-        )
-    arr = mask.array
-    if arr.dtype == bool:
-        return arr
-    values = np.unique(arr)
-    if not np.all(np.isin(values, (0, 1))):
-        shown = values[:6].tolist() + (["..."] if values.size > 6 else [])
-        raise InvalidParameterError(
-            "expected a binary mask (0/1)", parameter=parameter, expected="values in {0, 1}",
-            found=f"values {shown}",
-            fix="use threshold() first, e.g. threshold(labels, lower=1) for 'any label', or labels == k",
-        )
-    return arr.astype(bool)
-
-
-def _require_labels(labels: Any, parameter: str = "labels") -> np.ndarray:
-    """The (Z, Y, X) integer array of a label map (non-negative integers); raises with a fix otherwise."""
-    labels = _require_image(labels, parameter)
-    if labels.kind != Kind.LABEL:
-        raise InvalidParameterError(
-            "expected a label map", parameter=parameter, expected="an Image of kind label",
-            found=f"kind {labels.kind.value}",
-            fix="segment the image first (threshold(), connected_components()), or read it with kind='label'",
-        )
-    arr = labels.array
-    if arr.dtype == bool:
-        return arr.astype(np.int64)
-    if not np.issubdtype(arr.dtype, np.integer):
-        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
-            raise InvalidParameterError(
-                "label map has non-integer values", parameter=parameter, expected="integer labels",
-                found=str(arr.dtype), fix="round or cast the labels to an integer type",
-            )
-    out = arr.astype(np.int64)
-    if out.size and out.min() < 0:
-        raise InvalidParameterError(
-            "label map has negative values", parameter=parameter, expected="labels >= 0", found=int(out.min()),
-            fix="use 0 for background and 1..N for structures",
-        )
-    return out
-
-
+# ---- helpers (ellipsoid, to_plane/from_plane, relabel_by_size, label_dtype are shared with watershed) ---------
 def _as_label(source: Image, array_zyx: np.ndarray, *, operation: str, params: dict[str, Any]) -> Image:
     """A label Image on ``source``'s grid with the operation recorded."""
     return source.derive(array_zyx[None], operation=operation, params=params, kind=Kind.LABEL)
@@ -117,7 +53,7 @@ def _radius_xyz(radius_mm: Any, parameter: str = "radius_mm") -> tuple[float, fl
     return (rx, ry, rz)
 
 
-def _ellipsoid(radius_mm: Sequence[float], spacing_zyx: Sequence[float]) -> np.ndarray:
+def ellipsoid(radius_mm: Sequence[float], spacing_zyx: Sequence[float]) -> np.ndarray:
     """Boolean structuring element: voxel offsets whose physical length (per-axis radius) is <= 1.
 
     ``radius_mm`` and ``spacing_zyx`` are in array-axis order; a zero radius gives no extent on that axis.
@@ -137,7 +73,7 @@ def _structure(mask: Image, radius_mm: Any) -> tuple[np.ndarray, tuple[float, fl
     sx, sy, sz = mask.geometry.spacing
     if mask.is_2d:
         rz = 0.0
-    se = _ellipsoid((rz, ry, rx), (sz, sy, sx))
+    se = ellipsoid((rz, ry, rx), (sz, sy, sx))
     return se, (rx / sx, ry / sy, rz / sz)
 
 
@@ -151,12 +87,13 @@ def _connectivity_structure(ndim: int, connectivity: Any) -> np.ndarray:
     return ndimage.generate_binary_structure(ndim, int(connectivity))
 
 
-def _plane(array_zyx: np.ndarray, is_2d: bool) -> np.ndarray:
+def to_plane(array_zyx: np.ndarray, is_2d: bool) -> np.ndarray:
     """The array to process: (Y, X) for a 2D image, (Z, Y, X) otherwise."""
     return array_zyx[0] if is_2d else array_zyx
 
 
-def _unplane(array: np.ndarray, is_2d: bool) -> np.ndarray:
+def from_plane(array: np.ndarray, is_2d: bool) -> np.ndarray:
+    """The inverse of :func:`to_plane`: a (Y, X) result of a 2D image back to (1, Y, X)."""
     return array[None] if is_2d else array
 
 
@@ -170,9 +107,9 @@ def _erode(arr: np.ndarray, se: np.ndarray) -> np.ndarray:
 
 
 def _morph(mask: Image, radius_mm: Any, operation: str) -> Image:
-    arr = _require_binary(mask)
+    arr = require_binary(mask)
     se3, radius_vox = _structure(mask, radius_mm)
-    plane = _plane(arr, mask.is_2d)
+    plane = to_plane(arr, mask.is_2d)
     se = se3[0] if mask.is_2d else se3
     if operation == "binary_dilation":
         out = _dilate(plane, se)
@@ -187,7 +124,7 @@ def _morph(mask: Image, radius_mm: Any, operation: str) -> Image:
         out = closed[tuple(slice(p, p + n) for (p, _), n in zip(pad, plane.shape))]
     params = {"radius_mm": _radius_xyz(radius_mm), "radius_vox": radius_vox,
               "structure_shape_zyx": se3.shape}
-    return _binary_out(mask, _unplane(out, mask.is_2d), operation=operation, params=params)
+    return _binary_out(mask, from_plane(out, mask.is_2d), operation=operation, params=params)
 
 
 def binary_dilation(mask: Image, *, radius_mm: float | Sequence[float]) -> Image:
@@ -257,7 +194,7 @@ def fill_holes(mask: Image, *, per_slice: bool = False) -> Image:
         >>> int(fill_holes(Image.from_array(m, kind="label")).array.sum())
         9
     """
-    arr = _require_binary(mask)
+    arr = require_binary(mask)
     if mask.is_2d or per_slice:
         out = np.stack([ndimage.binary_fill_holes(s) for s in arr])
     else:
@@ -267,12 +204,12 @@ def fill_holes(mask: Image, *, per_slice: bool = False) -> Image:
 
 # ---- connected components -------------------------------------------------------------------------------------
 def _label(arr: np.ndarray, is_2d: bool, connectivity: Any) -> tuple[np.ndarray, int]:
-    plane = _plane(arr, is_2d)
+    plane = to_plane(arr, is_2d)
     lab, n = ndimage.label(plane, structure=_connectivity_structure(plane.ndim, connectivity))
-    return _unplane(lab, is_2d), int(n)
+    return from_plane(lab, is_2d), int(n)
 
 
-def _relabel_by_size(lab: np.ndarray, n: int, min_size_vox: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def relabel_by_size(lab: np.ndarray, n: int, min_size_vox: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Labels 1..M ordered by size descending (ties: first label first), components < min_size_vox dropped."""
     sizes = np.bincount(lab.ravel(), minlength=n + 1)[1:]
     order = np.argsort(-sizes, kind="stable")
@@ -282,7 +219,8 @@ def _relabel_by_size(lab: np.ndarray, n: int, min_size_vox: int = 0) -> tuple[np
     return lut[lab], sizes[order]
 
 
-def _label_dtype(n: int) -> type:
+def label_dtype(n: int) -> type:
+    """The smallest unsigned integer type of a label map with ``n`` labels (uint16, or uint32 beyond 65534)."""
     return np.uint16 if n < np.iinfo(np.uint16).max else np.uint32
 
 
@@ -303,16 +241,16 @@ def connected_components(mask: Image, *, connectivity: int = 1, min_size_vox: in
         >>> connected_components(Image.from_array(m, kind="label")).array[0, 0].tolist()
         [2, 2, 0, 0, 1, 1]
     """
-    arr = _require_binary(mask)
+    arr = require_binary(mask)
     if not isinstance(min_size_vox, (int, np.integer)) or min_size_vox < 0:
         raise InvalidParameterError(
             "invalid minimum size", parameter="min_size_vox", expected="an integer >= 0", found=repr(min_size_vox),
             fix="give the smallest component size to keep, in voxels",
         )
     lab, n = _label(arr, mask.is_2d, connectivity)
-    out, sizes = _relabel_by_size(lab, n, int(min_size_vox))
+    out, sizes = relabel_by_size(lab, n, int(min_size_vox))
     params = {"connectivity": int(connectivity), "min_size_vox": int(min_size_vox), "n_components": int(sizes.size)}
-    return _as_label(mask, out.astype(_label_dtype(sizes.size)), operation="connected_components", params=params)
+    return _as_label(mask, out.astype(label_dtype(sizes.size)), operation="connected_components", params=params)
 
 
 def largest_component(mask: Image, *, connectivity: int = 1) -> Image:
@@ -328,7 +266,7 @@ def largest_component(mask: Image, *, connectivity: int = 1) -> Image:
     Raises:
         InvalidParameterError: the mask is not binary, or it is empty.
     """
-    arr = _require_binary(mask)
+    arr = require_binary(mask)
     lab, n = _label(arr, mask.is_2d, connectivity)
     if n == 0:
         raise InvalidParameterError(
@@ -364,8 +302,8 @@ def keep_near(
         InvalidParameterError: a mask is not binary, the reference is empty, or the distance is invalid.
         GeometryMismatchError: the reference is on another grid.
     """
-    arr = _require_binary(mask)
-    ref = _require_binary(reference, "reference")
+    arr = require_binary(mask)
+    ref = require_binary(reference, "reference")
     mask.check_same_grid(reference, what="mask and reference")
     if not np.isfinite(max_distance_mm) or max_distance_mm < 0:
         raise InvalidParameterError(
@@ -378,9 +316,9 @@ def keep_near(
             expected="at least one foreground voxel", found="0 voxels", fix="check how the reference was made",
         )
     spacing = mask.geometry.spacing_zyx
-    plane_ref = _plane(ref, mask.is_2d)
+    plane_ref = to_plane(ref, mask.is_2d)
     sampling = spacing[1:] if mask.is_2d else spacing
-    dist = _unplane(ndimage.distance_transform_edt(~plane_ref, sampling=sampling), mask.is_2d)
+    dist = from_plane(ndimage.distance_transform_edt(~plane_ref, sampling=sampling), mask.is_2d)
     near = dist <= max_distance_mm
     if per_component:
         lab, n = _label(arr, mask.is_2d, 1)
@@ -416,10 +354,10 @@ def component_stats(labels: Image, *, intensity: Image | None = None) -> list[di
         >>> s[0]["voxels"], s[0]["volume_ml"]
         (2, 0.004)
     """
-    lab = _require_labels(labels)
+    lab = require_labels(labels)
     values = None
     if intensity is not None:
-        _require_image(intensity, "intensity")
+        require_image(intensity, "intensity")
         labels.check_same_grid(intensity, what="labels and intensity")
         values = intensity.array.astype(np.float64)
     ids = np.unique(lab)

@@ -14,7 +14,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from medimg.classical.seeds import seeds_to_index
-from medimg.classical.threshold import _values
+from medimg.core.checks import intensity_voxels
 from medimg.core.enums import Kind
 from medimg.core.errors import InvalidParameterError
 from medimg.core.image import Image
@@ -77,7 +77,7 @@ def connected_threshold(
         >>> out.array[0, 0].tolist()
         [1, 1, 0, 0, 0]
     """
-    arr = _values(image, "connected_threshold")
+    arr = intensity_voxels(image, "connected_threshold")
     if not (np.isfinite(float(lower)) and np.isfinite(float(upper))) or lower > upper:
         raise InvalidParameterError(
             "invalid intensity range", parameter="lower", expected="finite bounds with lower <= upper",
@@ -127,7 +127,7 @@ def confidence_connected(
     Raises:
         InvalidParameterError: seeds outside the image or invalid parameters.
     """
-    arr = _values(image, "confidence_connected")
+    arr = intensity_voxels(image, "confidence_connected")
     if not np.isfinite(float(multiplier)) or multiplier <= 0:
         raise InvalidParameterError(
             "invalid multiplier", parameter="multiplier", expected="a finite number > 0", found=repr(multiplier),

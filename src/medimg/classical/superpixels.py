@@ -11,10 +11,10 @@ import logging
 
 import numpy as np
 
+from medimg.core.checks import require_finite, require_intensity
 from medimg.core.enums import Kind
 from medimg.core.errors import InvalidParameterError
 from medimg.core.image import Image
-from medimg.preprocess.intensity import _require_finite, _require_intensity
 
 __all__ = ["slic", "superpixel_pseudo_labels"]
 
@@ -92,8 +92,8 @@ def slic(
     """
     from skimage.segmentation import slic as sk_slic
 
-    _require_intensity(image, "slic")
-    _require_finite(image.voxels, "slic")
+    require_intensity(image, "slic")
+    require_finite(image.voxels, "slic")
     n = int(_check_number(n_segments, "n_segments", minimum=1, strict=False, integer=True))
     comp = _check_number(compactness, "compactness", minimum=0, strict=True)
     n_it = int(_check_number(max_iter, "max_iter", minimum=1, strict=False, integer=True))
@@ -163,7 +163,7 @@ def superpixel_pseudo_labels(
         >>> out.array[0, 10, :].tolist()
         [1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2]
     """
-    _require_intensity(image, "superpixel_pseudo_labels")
+    require_intensity(image, "superpixel_pseudo_labels")
     scr = _single_channel_labels(scribbles, image, "scribbles")
     agree = _check_number(min_agreement, "min_agreement", minimum=0, strict=False)
     if agree > 1:

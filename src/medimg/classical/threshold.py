@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from medimg.classical.morphology import _require_binary, _require_image
+from medimg.core.checks import intensity_voxels, require_binary, require_image
 from medimg.core.enums import Kind, Modality
 from medimg.core.errors import InvalidParameterError
 from medimg.core.image import Image
@@ -20,30 +20,11 @@ from medimg.core.image import Image
 __all__ = ["hu_range", "multi_otsu", "otsu", "threshold"]
 
 
-def _values(image: Image, operation: str) -> np.ndarray:
-    """The (Z, Y, X) voxels of a single-channel intensity image, checked finite."""
-    _require_image(image, "image")
-    if image.kind == Kind.LABEL:
-        raise InvalidParameterError(
-            f"{operation} is computed from intensities and cannot be applied to a label map",
-            parameter="image", expected="kind intensity or probability", found="kind label",
-            fix=f"apply {operation} to the intensity image, or use threshold() on the label map",
-        )
-    arr = image.array
-    if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
-        raise InvalidParameterError(
-            f"{operation} needs finite voxel values", parameter="image", expected="no NaN or infinite voxels",
-            found=f"{int(np.count_nonzero(~np.isfinite(arr)))} non-finite voxels",
-            fix="replace NaN/inf first (e.g. np.nan_to_num)",
-        )
-    return arr
-
-
 def _sample(image: Image, arr: np.ndarray, mask: Image | None) -> tuple[np.ndarray, np.ndarray | None]:
     """Voxel values the threshold is computed from (inside ``mask`` when given), and the mask array."""
     if mask is None:
         return arr.ravel(), None
-    m = _require_binary(mask)
+    m = require_binary(mask)
     image.check_same_grid(mask, what="image and mask")
     if not m.any():
         raise InvalidParameterError(
@@ -86,7 +67,7 @@ def threshold(image: Image, *, lower: float | None = None, upper: float | None =
         >>> threshold(img, lower=2, upper=4).array.ravel().tolist()
         [0, 0, 1, 1, 1, 0]
     """
-    _require_image(image, "image")
+    require_image(image, "image")
     if lower is None and upper is None:
         raise InvalidParameterError(
             "no threshold given", parameter="lower", expected="lower and/or upper", found="neither",
@@ -138,7 +119,7 @@ def otsu(image: Image, *, mask: Image | None = None, bins: int = 256) -> Image:
     """
     from skimage.filters import threshold_otsu
 
-    arr = _values(image, "otsu")
+    arr = intensity_voxels(image, "otsu")
     if not isinstance(bins, (int, np.integer)) or bins < 2:
         raise InvalidParameterError(
             "invalid number of bins", parameter="bins", expected="an integer >= 2", found=repr(bins),
@@ -175,7 +156,7 @@ def multi_otsu(image: Image, *, classes: int = 3, mask: Image | None = None) -> 
     """
     from skimage.filters import threshold_multiotsu
 
-    arr = _values(image, "multi_otsu")
+    arr = intensity_voxels(image, "multi_otsu")
     if not isinstance(classes, (int, np.integer)) or not 2 <= classes <= 6:
         raise InvalidParameterError(
             "invalid number of classes", parameter="classes", expected="an integer in 2..6", found=repr(classes),
@@ -214,7 +195,7 @@ def hu_range(image: Image, *, lower_hu: float, upper_hu: float, force: bool = Fa
     Raises:
         InvalidParameterError: the image is not CT (and ``force`` is False), or the bounds are invalid.
     """
-    _values(image, "hu_range")
+    intensity_voxels(image, "hu_range")
     if not (np.isfinite(float(lower_hu)) and np.isfinite(float(upper_hu))) or lower_hu > upper_hu:
         raise InvalidParameterError(
             "invalid HU range", parameter="lower_hu", expected="finite bounds with lower_hu <= upper_hu",

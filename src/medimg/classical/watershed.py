@@ -11,16 +11,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from medimg.classical.morphology import (
-    _ellipsoid,
-    _label_dtype,
-    _plane,
-    _relabel_by_size,
-    _require_binary,
-    _require_image,
-    _require_labels,
-    _unplane,
-)
+from medimg.classical.morphology import ellipsoid, from_plane, label_dtype, relabel_by_size, to_plane
+from medimg.core.checks import require_binary, require_image, require_labels
 from medimg.core.enums import Kind
 from medimg.core.errors import InvalidParameterError
 from medimg.core.image import Image
@@ -60,7 +52,7 @@ def _peak_markers(dist: np.ndarray, mask: np.ndarray, spacing: tuple[float, ...]
 
     components, n = ndimage.label(mask)
     if min_distance_mm > 0:
-        footprint = _ellipsoid([min_distance_mm] * dist.ndim, spacing)
+        footprint = ellipsoid([min_distance_mm] * dist.ndim, spacing)
     else:
         footprint = np.ones((1,) * dist.ndim, bool)
     coords = peak_local_max(dist, footprint=footprint, labels=components, exclude_border=False)
@@ -125,7 +117,7 @@ def watershed_instances(
     """
     from skimage.segmentation import watershed
 
-    arr = _require_binary(mask)
+    arr = require_binary(mask)
     for name, value in (("min_distance_mm", min_distance_mm), ("min_depth_mm", min_depth_mm),
                         ("compactness", compactness)):
         if not np.isfinite(float(value)) or value < 0:
@@ -134,18 +126,18 @@ def watershed_instances(
                 fix=f"give {name} >= 0",
             )
     is_2d = mask.is_2d
-    plane = _plane(arr, is_2d)
+    plane = to_plane(arr, is_2d)
     spacing = mask.geometry.spacing_zyx[1:] if is_2d else mask.geometry.spacing_zyx
     dist = ndimage.distance_transform_edt(plane, sampling=spacing)
     if image is not None:
-        _require_image(image, "image")
+        require_image(image, "image")
         mask.check_same_grid(image, what="mask and image")
-        values = _plane(image.array, is_2d).astype(np.float64)
+        values = to_plane(image.array, is_2d).astype(np.float64)
         landscape = np.sqrt(sum(g**2 for g in np.gradient(values, *spacing)))
     else:
         landscape = -dist
     if markers is not None:
-        seeds = _plane(_require_labels(markers, "markers"), is_2d)
+        seeds = to_plane(require_labels(markers, "markers"), is_2d)
         mask.check_same_grid(markers, what="mask and markers")
         seeds = np.where(plane, seeds, 0)
         if not seeds.any():
@@ -159,7 +151,7 @@ def watershed_instances(
         seeds = np.zeros(plane.shape, np.int64)
     out = watershed(landscape, markers=seeds, mask=plane, compactness=float(compactness))
     if markers is None:
-        out, sizes = _relabel_by_size(out, int(out.max()))
+        out, sizes = relabel_by_size(out, int(out.max()))
         n = int(sizes.size)
     else:
         n = int(np.unique(out[out > 0]).size)
@@ -167,6 +159,6 @@ def watershed_instances(
               "compactness": float(compactness),
               "landscape": "gradient" if image is not None else "distance",
               "markers": "given" if markers is not None else "distance_peaks", "n_instances": n}
-    dtype = _label_dtype(int(out.max()) if out.size else 0)
-    return mask.derive(_unplane(out, is_2d).astype(dtype)[None], operation="watershed_instances", params=params,
+    dtype = label_dtype(int(out.max()) if out.size else 0)
+    return mask.derive(from_plane(out, is_2d).astype(dtype)[None], operation="watershed_instances", params=params,
                        kind=Kind.LABEL)

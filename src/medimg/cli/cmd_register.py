@@ -164,11 +164,11 @@ def _read(path: str, *, kind: str | None = None):
 
 
 def _on_grid(image, other, image_name: str, option: str, path: str) -> None:
-    from medimg.classical.registration import _check_on_grid
+    from medimg.classical.registration_checks import check_on_grid
     from medimg.core.errors import InvalidParameterError
 
     try:
-        _check_on_grid(image, other, image_name, option)
+        check_on_grid(image, other, image_name, option)
     except InvalidParameterError as exc:
         raise InvalidParameterError(exc.what, path=path, parameter=option, expected=exc.expected,
                                     found=exc.found, fix=exc.fix) from exc

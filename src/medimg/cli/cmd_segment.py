@@ -131,7 +131,7 @@ def _check_atlas_options(args) -> None:
 def _atlas(image, args):
     """--method atlas: read the atlases (labels checked against their own atlas grid) and fuse them."""
     from medimg.classical.atlas import atlas_segment
-    from medimg.classical.registration import _check_on_grid, _check_same_dim
+    from medimg.classical.registration_checks import check_on_grid, check_same_dim
     from medimg.core.errors import InvalidParameterError
     from medimg.io import read
 
@@ -139,13 +139,13 @@ def _atlas(image, args):
     for i, (img_path, lab_path) in enumerate(zip(args.atlas, args.atlas_labels), 1):
         atlas, labels = read(img_path), read(lab_path, kind="label")
         try:
-            _check_same_dim(image, atlas, "IN", "--atlas")
+            check_same_dim(image, atlas, "IN", "--atlas")
         except InvalidParameterError as exc:
             raise InvalidParameterError(exc.what, path=img_path, parameter="--atlas", expected=exc.expected,
                                         found=exc.found, fix="give atlases of the same dimension (2D/3D) as IN"
                                         ) from exc
         try:
-            _check_on_grid(atlas, labels, f"atlas {i}", "--atlas-labels")
+            check_on_grid(atlas, labels, f"atlas {i}", "--atlas-labels")
         except InvalidParameterError as exc:
             raise InvalidParameterError(exc.what, path=lab_path, parameter="--atlas-labels",
                                         expected=f"the grid of --atlas {img_path}", found=exc.found,

@@ -1,5 +1,7 @@
-"""Validation helpers shared by operations and readers: per-axis parameters given as one number or (x, y, z), and
-the one memory budget every reader checks declared sizes against before allocating."""
+"""Validation helpers shared by operations and readers: per-axis parameters given as one number or (x, y, z),
+the one memory budget every reader checks declared sizes against before allocating, and the input checks every
+operation applies to its Images (an Image of one channel, a binary mask, a label map, an intensity image with finite
+voxels, a mask on the image's grid), each raising one InvalidParameterError with a fix."""
 
 from __future__ import annotations
 
@@ -8,10 +10,13 @@ from typing import Any
 
 import numpy as np
 
+from medimg.core.enums import Kind
 from medimg.core.errors import ImageReadError, InvalidParameterError
+from medimg.core.image import Image
 
 __all__ = ["per_axis_xyz", "memory_budget_bytes", "check_memory_budget", "declared_nbytes", "MEMORY_BUDGET_ENV",
-           "check_voxels"]
+           "check_voxels", "require_image", "require_binary", "require_labels", "require_intensity",
+           "require_finite", "intensity_voxels", "mask_array"]
 
 
 def per_axis_xyz(value: Any, name: str, *, allow_zero: bool = False, integer: bool = False) -> tuple[float, ...]:
@@ -159,3 +164,147 @@ def check_voxels(voxels: Any, *, path: str | os.PathLike[str] | None = None) -> 
                 fix="replace them first, e.g. numpy.nan_to_num on the array, or mask them out in the "
                     "tool that wrote the file",
             )
+
+
+# ---- input checks of operations on Images ---------------------------------------------------------------------
+def require_image(value: Any, parameter: str) -> Image:
+    """``value`` itself when it is a single-channel Image; raises with a fix otherwise."""
+    if not isinstance(value, Image):
+        raise InvalidParameterError(
+            "not an Image", parameter=parameter, expected="medimg.core.Image", found=type(value).__name__,
+            fix="build one with Image.from_array or read it with medimg.io.read",
+        )
+    if value.n_channels != 1:
+        raise InvalidParameterError(
+            "image has several channels", parameter=parameter, expected="1 channel",
+            found=f"{value.n_channels} channels",
+            fix="pick one channel, e.g. image.replace(voxels=image.voxels[:1]), or convert to grayscale",
+        )
+    return value
+
+
+def require_binary(mask: Any, parameter: str = "mask") -> np.ndarray:
+    """The (Z, Y, X) boolean array of a binary label Image; raises with a fix otherwise."""
+    mask = require_image(mask, parameter)
+    if mask.kind != Kind.LABEL:
+        raise InvalidParameterError(
+            "expected a binary mask (0/1) of kind label", parameter=parameter,
+            expected="a label Image with values in {0, 1}", found=f"kind {mask.kind.value}",
+            fix="use threshold() first (or image.replace(kind='label') if it already is a 0/1 mask)",
+        )
+    arr = mask.array
+    if arr.dtype == bool:
+        return arr
+    values = np.unique(arr)
+    if not np.all(np.isin(values, (0, 1))):
+        shown = values[:6].tolist() + (["..."] if values.size > 6 else [])
+        raise InvalidParameterError(
+            "expected a binary mask (0/1)", parameter=parameter, expected="values in {0, 1}",
+            found=f"values {shown}",
+            fix="use threshold() first, e.g. threshold(labels, lower=1) for 'any label', or labels == k",
+        )
+    return arr.astype(bool)
+
+
+def require_labels(labels: Any, parameter: str = "labels") -> np.ndarray:
+    """The (Z, Y, X) integer array of a label map (non-negative integers); raises with a fix otherwise."""
+    labels = require_image(labels, parameter)
+    if labels.kind != Kind.LABEL:
+        raise InvalidParameterError(
+            "expected a label map", parameter=parameter, expected="an Image of kind label",
+            found=f"kind {labels.kind.value}",
+            fix="segment the image first (threshold(), connected_components()), or read it with kind='label'",
+        )
+    arr = labels.array
+    if arr.dtype == bool:
+        return arr.astype(np.int64)
+    if not np.issubdtype(arr.dtype, np.integer):
+        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
+            raise InvalidParameterError(
+                "label map has non-integer values", parameter=parameter, expected="integer labels",
+                found=str(arr.dtype), fix="round or cast the labels to an integer type",
+            )
+    out = arr.astype(np.int64)
+    if out.size and out.min() < 0:
+        raise InvalidParameterError(
+            "label map has negative values", parameter=parameter, expected="labels >= 0", found=int(out.min()),
+            fix="use 0 for background and 1..N for structures",
+        )
+    return out
+
+
+def require_intensity(image: Image, operation: str) -> None:
+    """Raise when an intensity-only operation is asked of a label map."""
+    if not isinstance(image, Image):
+        raise InvalidParameterError(
+            "not an Image", parameter="image", expected="medimg.core.Image", found=type(image).__name__,
+            fix="build one with Image.from_array or read it with medimg.io.read",
+        )
+    if image.kind == Kind.LABEL:
+        raise InvalidParameterError(
+            f"{operation} is an intensity operation and cannot be applied to a label map",
+            parameter="image", expected="kind intensity or probability", found="kind label",
+            fix=f"apply {operation} to the intensity image, not to its segmentation",
+        )
+
+
+def require_finite(voxels: np.ndarray, operation: str) -> None:
+    """Raise when float voxels hold NaN or infinite values (``operation`` is named in the message)."""
+    if np.issubdtype(voxels.dtype, np.floating) and not np.all(np.isfinite(voxels)):
+        n_bad = int(np.count_nonzero(~np.isfinite(voxels)))
+        raise InvalidParameterError(
+            f"{operation} needs finite voxel values", parameter="image", expected="no NaN or infinite voxels",
+            found=f"{n_bad} non-finite voxels", fix="replace NaN/inf first (e.g. np.nan_to_num) or mask them out",
+        )
+
+
+def intensity_voxels(image: Image, operation: str) -> np.ndarray:
+    """The (Z, Y, X) voxels of a single-channel intensity image, checked finite."""
+    require_image(image, "image")
+    if image.kind == Kind.LABEL:
+        raise InvalidParameterError(
+            f"{operation} is computed from intensities and cannot be applied to a label map",
+            parameter="image", expected="kind intensity or probability", found="kind label",
+            fix=f"apply {operation} to the intensity image, or use threshold() on the label map",
+        )
+    arr = image.array
+    if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
+        raise InvalidParameterError(
+            f"{operation} needs finite voxel values", parameter="image", expected="no NaN or infinite voxels",
+            found=f"{int(np.count_nonzero(~np.isfinite(arr)))} non-finite voxels",
+            fix="replace NaN/inf first (e.g. np.nan_to_num)",
+        )
+    return arr
+
+
+def mask_array(image: Image, mask: Image | np.ndarray | None) -> np.ndarray | None:
+    """The mask as a boolean (Z, Y, X) array on the image's grid, or None."""
+    if mask is None:
+        return None
+    if isinstance(mask, Image):
+        image.check_same_grid(mask, what="image and mask")
+        if mask.n_channels != 1:
+            raise InvalidParameterError(
+                "mask has several channels", parameter="mask", expected="1 channel",
+                found=f"{mask.n_channels} channels", fix="pass a single-channel mask",
+            )
+        arr = np.asarray(mask.voxels[0]) != 0
+    else:
+        arr = np.asarray(mask)
+        if arr.ndim == 4 and arr.shape[0] == 1:
+            arr = arr[0]
+        if arr.shape == image.spatial_shape[1:] and image.is_2d:
+            arr = arr[None]
+        if arr.shape != image.spatial_shape:
+            raise InvalidParameterError(
+                "mask shape does not match the image", parameter="mask",
+                expected=f"(Z, Y, X) = {image.spatial_shape}", found=arr.shape,
+                fix="pass a mask on the image's grid (resample it with resample_to)",
+            )
+        arr = arr != 0
+    if not arr.any():
+        raise InvalidParameterError(
+            "mask is empty", parameter="mask", expected="at least one foreground voxel", found="0 voxels",
+            fix="check the mask, or pass mask=None to use every voxel",
+        )
+    return arr

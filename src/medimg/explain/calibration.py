@@ -28,12 +28,12 @@ from scipy.special import expit, logsumexp, softmax
 from medimg.core.errors import ImageWriteError, InvalidParameterError
 from medimg.io.files import atomic_output
 from medimg.metrics.classification import (
-    _calibration_bins,
-    _class_ids,
-    _class_probabilities,
-    _indicators,
+    calibration_bins,
+    class_ids,
+    class_probabilities,
     expected_calibration_error,
     multilabel_expected_calibration_error,
+    multilabel_indicators,
 )
 
 __all__ = ["fit_temperature", "apply_temperature", "reliability_diagram", "reliability_png",
@@ -149,7 +149,7 @@ def fit_temperature(logits: Any, y_true: Any, *, multilabel: bool = False) -> fl
         if y_arr.ndim != 1 or y_arr.shape[0] != n:
             raise InvalidParameterError("shape differs from logits", parameter="y_true", expected=f"shape ({n},)",
                                         found=f"shape {y_arr.shape}", fix="give one class id per row of logits")
-        y = _class_ids(y_arr, z.shape[1])
+        y = class_ids(y_arr, z.shape[1])
     if np.all(z == 0) if multilabel else np.all(np.ptp(z, axis=1) == 0):
         logger.warning("fit_temperature: all logits are equal, the temperature has no effect; returning 1.0")
         return 1.0
@@ -252,15 +252,15 @@ def reliability_diagram(y_true: Sequence | np.ndarray, probabilities: Sequence |
     """
     y_arr = np.asarray(y_true)
     if y_arr.ndim == 2:
-        y, p = _indicators(y_arr, probabilities, "probabilities", unit_range=True)
+        y, p = multilabel_indicators(y_arr, probabilities, "probabilities", unit_range=True)
         values, targets = p.ravel(), y.ravel().astype(float)
-        count, mean_value, mean_target = _calibration_bins(values, targets, n_bins)
+        count, mean_value, mean_target = calibration_bins(values, targets, n_bins)
         ece = multilabel_expected_calibration_error(y, p, n_bins=n_bins)
         kind = "multilabel"
     else:
-        y, p = _class_probabilities(y_arr, probabilities)
+        y, p = class_probabilities(y_arr, probabilities)
         values, targets = p.max(axis=1), (p.argmax(axis=1) == y).astype(float)
-        count, mean_value, mean_target = _calibration_bins(values, targets, n_bins)
+        count, mean_value, mean_target = calibration_bins(values, targets, n_bins)
         ece = expected_calibration_error(y, p, n_bins=n_bins)
         kind = "top_label"
     return {

@@ -127,9 +127,6 @@ def is_inside(child: str | os.PathLike[str], folder: str | os.PathLike[str]) -> 
         return False
 
 
-_is_inside = is_inside
-
-
 def read_gzip_bounded(path: str | os.PathLike[str], limit: int) -> bytes:
     """The first ``limit`` bytes (or fewer, if the stream is shorter) of the decompressed gzip file ``path``.
 
@@ -175,7 +172,7 @@ def _check_not_input(out: Path, inputs: Iterable[str | os.PathLike[str]]) -> Non
         if inp is None:
             continue
         ip = Path(inp)
-        if same_path(out, ip) or (ip.is_dir() and _is_inside(out, ip) and out.exists()):
+        if same_path(out, ip) or (ip.is_dir() and is_inside(out, ip) and out.exists()):
             raise ImageWriteError(
                 "output would overwrite an input", path=out, expected="an output path different from the input",
                 found=f"the input '{ip}'", fix="choose another output file name or folder",
@@ -278,13 +275,13 @@ def check_outputs_apart(
                     "output would overwrite an input", path=out, expected="an output path different from the input",
                     found=f"the input '{inp}'", fix="choose another output file name or folder",
                 )
-            if _is_inside(inp, out):
+            if is_inside(inp, out):
                 raise ImageWriteError(
                     "output folder contains an input", path=out, expected="an output folder that holds no input",
                     found=f"the input '{inp}' inside it (replacing the folder would delete it)",
                     fix="choose an output folder that does not contain the input, or move the input out of it",
                 )
-            if inp.is_dir() and _is_inside(out, inp):
+            if inp.is_dir() and is_inside(out, inp):
                 raise ImageWriteError(
                     "output lies inside the input folder", path=out, expected="an output outside the input",
                     found=f"inside '{inp}'", fix="choose an output outside the input folder",

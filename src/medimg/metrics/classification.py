@@ -19,7 +19,8 @@ from medimg.core.errors import InvalidParameterError
 
 __all__ = ["roc_auc", "accuracy", "balanced_accuracy", "confusion_matrix", "sensitivity_specificity",
            "expected_calibration_error", "brier_score", "log_loss", "macro_roc_auc", "multilabel_roc_auc",
-           "multilabel_expected_calibration_error"]
+           "multilabel_expected_calibration_error", "class_ids", "class_probabilities", "multilabel_indicators",
+           "calibration_bins"]
 
 
 def _vector(values: Sequence | np.ndarray, name: str) -> np.ndarray:
@@ -177,7 +178,7 @@ def expected_calibration_error(y_true: Sequence[int] | np.ndarray, probabilities
 _ROW_SUM_TOL = 1e-3  # probability rows must sum to 1 within this (float32 softmax is well inside it)
 
 
-def _class_ids(y: np.ndarray, n_classes: int | None = None) -> np.ndarray:
+def class_ids(y: np.ndarray, n_classes: int | None = None) -> np.ndarray:
     """y_true as int64 class ids; integral floats and bools are accepted, ids must lie in 0..n_classes-1."""
     if y.dtype == bool:
         ids = y.astype(np.int64)
@@ -211,8 +212,8 @@ def _check_finite(p: np.ndarray, name: str, *, unit_range: bool) -> None:
                                     fix="apply softmax (multi-class) or sigmoid (multi-label) to the logits")
 
 
-def _class_probabilities(y_true: Sequence[int] | np.ndarray,
-                         probabilities: Sequence | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def class_probabilities(y_true: Sequence[int] | np.ndarray,
+                        probabilities: Sequence | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(class ids (N,), probabilities (N, K)); (N,) probabilities are P(class 1) of a binary problem."""
     y = _vector(y_true, "y_true")
     p = np.asarray(probabilities, dtype=float)
@@ -229,11 +230,11 @@ def _class_probabilities(y_true: Sequence[int] | np.ndarray,
                                     found=f"sums in [{sums.min():.4g}, {sums.max():.4g}]",
                                     fix="apply softmax over the class axis (for multi-label use the multilabel_ "
                                         "functions)")
-    return _class_ids(y, p.shape[1]), p
+    return class_ids(y, p.shape[1]), p
 
 
-def _indicators(y_true: Sequence | np.ndarray, values: Sequence | np.ndarray, name: str, *,
-                unit_range: bool) -> tuple[np.ndarray, np.ndarray]:
+def multilabel_indicators(y_true: Sequence | np.ndarray, values: Sequence | np.ndarray, name: str, *,
+                          unit_range: bool) -> tuple[np.ndarray, np.ndarray]:
     """(N, L) 0/1 indicators and (N, L) finite values of the same shape."""
     y = np.asarray(y_true)
     v = np.asarray(values, dtype=float)
@@ -251,7 +252,7 @@ def _indicators(y_true: Sequence | np.ndarray, values: Sequence | np.ndarray, na
     return y.astype(np.int64), v
 
 
-def _calibration_bins(values: np.ndarray, targets: np.ndarray, n_bins: int) -> tuple[np.ndarray, ...]:
+def calibration_bins(values: np.ndarray, targets: np.ndarray, n_bins: int) -> tuple[np.ndarray, ...]:
     """Equal-width bins over [0, 1] as in :func:`expected_calibration_error` ((b/n, (b+1)/n], 0 in the first).
 
     Returns (count, mean value, mean target) per bin, means NaN in empty bins.
@@ -288,7 +289,7 @@ def brier_score(y_true: Sequence[int] | np.ndarray, probabilities: Sequence | np
     >>> round(brier_score([0, 1, 1], [0.1, 0.8, 0.4]), 4)
     0.1367
     """
-    y, p = _class_probabilities(y_true, probabilities)
+    y, p = class_probabilities(y_true, probabilities)
     k = p.shape[1]
     total = float(np.mean(np.sum((p - np.eye(k)[y]) ** 2, axis=1)))
     return total / 2 if k == 2 else total
@@ -310,7 +311,7 @@ def log_loss(y_true: Sequence[int] | np.ndarray, probabilities: Sequence | np.nd
     >>> round(log_loss([0, 1], [[0.5, 0.5], [0.2, 0.8]]), 4)
     0.4581
     """
-    y, p = _class_probabilities(y_true, probabilities)
+    y, p = class_probabilities(y_true, probabilities)
     eps = np.finfo(float).eps
     return float(-np.mean(np.log(np.clip(p[np.arange(y.size), y], eps, 1 - eps))))
 
@@ -339,7 +340,7 @@ def macro_roc_auc(y_true: Sequence[int] | np.ndarray, scores: Sequence | np.ndar
                                     found=f"shape {s.shape}", fix="pass one score column per class")
     _same_length(y, s, "scores")
     _check_finite(s, "scores", unit_range=False)
-    return roc_auc(_class_ids(y, s.shape[1]), s)
+    return roc_auc(class_ids(y, s.shape[1]), s)
 
 
 def multilabel_roc_auc(y_true: Sequence | np.ndarray, scores: Sequence | np.ndarray) -> float:
@@ -357,7 +358,7 @@ def multilabel_roc_auc(y_true: Sequence | np.ndarray, scores: Sequence | np.ndar
     >>> multilabel_roc_auc([[1, 0], [0, 1], [1, 1]], [[0.9, 0.2], [0.3, 0.6], [0.6, 0.1]])
     0.75
     """
-    y, s = _indicators(y_true, scores, "scores", unit_range=False)
+    y, s = multilabel_indicators(y_true, scores, "scores", unit_range=False)
     aucs = []
     for j in range(y.shape[1]):
         try:
@@ -391,6 +392,6 @@ def multilabel_expected_calibration_error(y_true: Sequence | np.ndarray, probabi
     >>> round(multilabel_expected_calibration_error([[1, 0], [0, 0]], [[0.9, 0.2], [0.2, 0.2]], n_bins=10), 4)
     0.175
     """
-    y, p = _indicators(y_true, probabilities, "probabilities", unit_range=True)
-    eces = [_binned_ece(*_calibration_bins(p[:, j], y[:, j], n_bins)) for j in range(y.shape[1])]
+    y, p = multilabel_indicators(y_true, probabilities, "probabilities", unit_range=True)
+    eces = [_binned_ece(*calibration_bins(p[:, j], y[:, j], n_bins)) for j in range(y.shape[1])]
     return float(np.mean(eces))

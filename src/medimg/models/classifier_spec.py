@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping
 
-from medimg.core.errors import InvalidParameterError
+from medimg.core.errors import bad_value
 from medimg.models.spec import NORMS
 
 __all__ = ["ClassifierSpec", "STEMS"]
@@ -26,8 +26,7 @@ __all__ = ["ClassifierSpec", "STEMS"]
 STEMS: tuple[str, ...] = ("small", "imagenet")
 
 
-def _bad(field: str, expected: Any, found: Any, fix: str) -> InvalidParameterError:
-    return InvalidParameterError("invalid classifier spec", parameter=field, expected=expected, found=found, fix=fix)
+_WHAT = "invalid classifier spec"  # the first words of every refusal of a spec
 
 
 def _is_int(value: Any) -> bool:
@@ -84,26 +83,30 @@ class ClassifierSpec:
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
-            raise _bad("name", "a registered classifier name", self.name, "see medimg.models.list_classifiers()")
+            raise bad_value("name", _WHAT, "a registered classifier name", self.name,
+                            "see medimg.models.list_classifiers()")
         if self.dims not in (2, 3) or not _is_int(self.dims):
-            raise _bad("dims", "2 or 3", self.dims, "use dims=2 for images/slices, dims=3 for volumes")
+            raise bad_value("dims", _WHAT, "2 or 3", self.dims, "use dims=2 for images/slices, dims=3 for volumes")
         for field in ("in_channels", "n_classes", "width", "slices"):
             value = getattr(self, field)
             if not _is_int(value) or value < 1:
-                raise _bad(field, "an integer >= 1", value, f"set {field} to a positive integer")
+                raise bad_value(field, _WHAT, "an integer >= 1", value, f"set {field} to a positive integer")
         for field in ("growth_rate", "lstm_hidden"):
             value = getattr(self, field)
             if value is not None and (not _is_int(value) or value < 1):
-                raise _bad(field, "None or an integer >= 1", value, f"set {field} to a positive integer or None")
+                raise bad_value(field, _WHAT, "None or an integer >= 1", value,
+                                f"set {field} to a positive integer or None")
         if self.stem not in STEMS:
-            raise _bad("stem", " | ".join(STEMS), self.stem, "use 'small' for inputs under ~128 voxels a side")
+            raise bad_value("stem", _WHAT, " | ".join(STEMS), self.stem,
+                            "use 'small' for inputs under ~128 voxels a side")
         if self.norm not in NORMS:
-            raise _bad("norm", " | ".join(NORMS), self.norm, "pick one of the listed norms")
+            raise bad_value("norm", _WHAT, " | ".join(NORMS), self.norm, "pick one of the listed norms")
         if not isinstance(self.se, bool):
-            raise _bad("se", "True or False", self.se, "pass a bool")
+            raise bad_value("se", _WHAT, "True or False", self.se, "pass a bool")
         if not isinstance(self.dropout, (int, float)) or isinstance(self.dropout, bool) \
                 or not 0.0 <= float(self.dropout) < 1.0:
-            raise _bad("dropout", "a probability in [0, 1)", self.dropout, "use e.g. dropout=0.2 for MC dropout")
+            raise bad_value("dropout", _WHAT, "a probability in [0, 1)", self.dropout,
+                            "use e.g. dropout=0.2 for MC dropout")
         object.__setattr__(self, "dropout", float(self.dropout))
 
     # ------------------------------------------------------------------ derived values
@@ -124,10 +127,11 @@ class ClassifierSpec:
             InvalidParameterError: ``d`` is not a mapping, has unknown keys, or a field is invalid.
         """
         if not isinstance(d, Mapping):
-            raise _bad("spec", "a mapping", type(d).__name__, "pass the dict written by ClassifierSpec.to_dict()")
+            raise bad_value("spec", _WHAT, "a mapping", type(d).__name__,
+                            "pass the dict written by ClassifierSpec.to_dict()")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise _bad(unknown[0], f"one of {sorted(known)}", ", ".join(unknown),
-                       "remove the unknown keys (were they written by a newer medimg?)")
+            raise bad_value(unknown[0], _WHAT, f"one of {sorted(known)}", ", ".join(unknown),
+                            "remove the unknown keys (were they written by a newer medimg?)")
         return cls(**dict(d))

@@ -18,7 +18,7 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping
 
-from medimg.core.errors import InvalidParameterError
+from medimg.core.errors import bad_value
 
 __all__ = ["NetworkSpec", "BLOCKS", "NORMS", "deep_supervision_scales"]
 
@@ -26,8 +26,7 @@ BLOCKS: tuple[str, ...] = ("plain", "residual", "se")
 NORMS: tuple[str, ...] = ("instance", "batch", "group")
 
 
-def _bad(field: str, expected: Any, found: Any, fix: str) -> InvalidParameterError:
-    return InvalidParameterError("invalid network spec", parameter=field, expected=expected, found=found, fix=fix)
+_WHAT = "invalid network spec"  # the first words of every refusal of a spec
 
 
 def _is_int(value: Any) -> bool:
@@ -74,27 +73,28 @@ class NetworkSpec:
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
-            raise _bad("name", "a registered model name", self.name, "see medimg.models.list_models()")
+            raise bad_value("name", _WHAT, "a registered model name", self.name, "see medimg.models.list_models()")
         if self.dims not in (2, 3) or not _is_int(self.dims):
-            raise _bad("dims", "2 or 3", self.dims, "use dims=2 for slices, dims=3 for volumes")
+            raise bad_value("dims", _WHAT, "2 or 3", self.dims, "use dims=2 for slices, dims=3 for volumes")
         for field in ("in_channels", "n_classes", "base_channels"):
             value = getattr(self, field)
             if not _is_int(value) or value < 1:
-                raise _bad(field, "an integer >= 1", value, f"set {field} to a positive integer")
+                raise bad_value(field, _WHAT, "an integer >= 1", value, f"set {field} to a positive integer")
         if not _is_int(self.max_channels) or self.max_channels < self.base_channels:
-            raise _bad("max_channels", f"an integer >= base_channels ({self.base_channels})", self.max_channels,
-                       "raise max_channels or lower base_channels")
+            raise bad_value("max_channels", _WHAT, f"an integer >= base_channels ({self.base_channels})",
+                            self.max_channels, "raise max_channels or lower base_channels")
         if not _is_int(self.n_stages) or self.n_stages < 2:
-            raise _bad("n_stages", "an integer >= 2", self.n_stages, "use at least one downsampling step")
+            raise bad_value("n_stages", _WHAT, "an integer >= 2", self.n_stages, "use at least one downsampling step")
         if self.block not in BLOCKS:
-            raise _bad("block", " | ".join(BLOCKS), self.block, "pick one of the listed blocks")
+            raise bad_value("block", _WHAT, " | ".join(BLOCKS), self.block, "pick one of the listed blocks")
         if self.norm not in NORMS:
-            raise _bad("norm", " | ".join(NORMS), self.norm, "pick one of the listed norms")
+            raise bad_value("norm", _WHAT, " | ".join(NORMS), self.norm, "pick one of the listed norms")
         if not isinstance(self.deep_supervision, bool):
-            raise _bad("deep_supervision", "True or False", self.deep_supervision, "pass a bool")
+            raise bad_value("deep_supervision", _WHAT, "True or False", self.deep_supervision, "pass a bool")
         if not isinstance(self.dropout, (int, float)) or isinstance(self.dropout, bool) \
                 or not 0.0 <= float(self.dropout) < 1.0:
-            raise _bad("dropout", "a probability in [0, 1)", self.dropout, "use e.g. dropout=0.1 for MC dropout")
+            raise bad_value("dropout", _WHAT, "a probability in [0, 1)", self.dropout,
+                            "use e.g. dropout=0.1 for MC dropout")
         object.__setattr__(self, "dropout", float(self.dropout))
         object.__setattr__(self, "pool_kernels", self._checked_pool_kernels())
 
@@ -106,12 +106,13 @@ class NetworkSpec:
         try:
             kernels = tuple(tuple(k) for k in raw)
         except TypeError as err:
-            raise _bad("pool_kernels", "a sequence of int sequences", raw, fix) from err
+            raise bad_value("pool_kernels", _WHAT, "a sequence of int sequences", raw, fix) from err
         if len(kernels) != self.n_stages - 1:
-            raise _bad("pool_kernels", f"{self.n_stages - 1} kernels (n_stages - 1)", f"{len(kernels)} kernels", fix)
+            raise bad_value("pool_kernels", _WHAT, f"{self.n_stages - 1} kernels (n_stages - 1)",
+                            f"{len(kernels)} kernels", fix)
         for kernel in kernels:
             if len(kernel) != self.dims or not all(_is_int(k) and k >= 1 for k in kernel):
-                raise _bad("pool_kernels", f"{self.dims} ints >= 1 per kernel", kernel, fix)
+                raise bad_value("pool_kernels", _WHAT, f"{self.dims} ints >= 1 per kernel", kernel, fix)
         return kernels
 
     # ------------------------------------------------------------------ derived values
@@ -144,12 +145,13 @@ class NetworkSpec:
             InvalidParameterError: ``d`` is not a mapping, has unknown keys, or a field is invalid.
         """
         if not isinstance(d, Mapping):
-            raise _bad("spec", "a mapping", type(d).__name__, "pass the dict written by NetworkSpec.to_dict()")
+            raise bad_value("spec", _WHAT, "a mapping", type(d).__name__,
+                            "pass the dict written by NetworkSpec.to_dict()")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise _bad(unknown[0], f"one of {sorted(known)}", ", ".join(unknown),
-                       "remove the unknown keys (were they written by a newer medimg?)")
+            raise bad_value(unknown[0], _WHAT, f"one of {sorted(known)}", ", ".join(unknown),
+                            "remove the unknown keys (were they written by a newer medimg?)")
         kwargs = dict(d)
         if kwargs.get("pool_kernels") is not None:
             kwargs["pool_kernels"] = tuple(tuple(k) for k in kwargs["pool_kernels"])

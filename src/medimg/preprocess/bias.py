@@ -7,10 +7,10 @@ from collections.abc import Sequence
 import numpy as np
 import SimpleITK as sitk
 
+from medimg.core.checks import mask_array, require_finite, require_intensity
 from medimg.core.errors import InvalidParameterError
 from medimg.core.image import Image
 from medimg.io.sitk_bridge import to_sitk
-from medimg.preprocess.intensity import _mask_array, _require_finite, _require_intensity
 
 __all__ = ["n4_bias_correction"]
 
@@ -44,7 +44,7 @@ def n4_bias_correction(
     Raises:
         InvalidParameterError: label image, bad shrink factor/iterations, empty mask, NaN voxels.
     """
-    _require_intensity(image, "n4_bias_correction")
+    require_intensity(image, "n4_bias_correction")
     if not isinstance(shrink_factor, (int, np.integer)) or isinstance(shrink_factor, bool) or shrink_factor < 1:
         raise InvalidParameterError(
             "invalid shrink factor", parameter="shrink_factor", expected="an integer >= 1",
@@ -60,8 +60,8 @@ def n4_bias_correction(
             "invalid iterations", parameter="iterations", expected="a non-empty list of integers >= 1",
             found=repr(iterations), fix="e.g. iterations=(50, 50, 30) for three fitting levels",
         )
-    _require_finite(image.voxels, "n4_bias_correction")
-    user_mask = _mask_array(image, mask)
+    require_finite(image.voxels, "n4_bias_correction")
+    user_mask = mask_array(image, mask)
     corrected, fields = [], []
     for c in range(image.n_channels):
         full = sitk.Cast(to_sitk(image, channel=c), sitk.sitkFloat32)

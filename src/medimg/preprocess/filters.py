@@ -13,10 +13,9 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from medimg.core.checks import per_axis_xyz
+from medimg.core.checks import per_axis_xyz, require_finite, require_intensity
 from medimg.core.errors import InvalidParameterError
 from medimg.core.image import Image
-from medimg.preprocess.intensity import _require_finite, _require_intensity
 
 __all__ = ["anisotropic_diffusion", "clahe", "estimate_noise_sigma", "gaussian", "median", "nl_means"]
 
@@ -63,7 +62,7 @@ def gaussian(image: Image, *, sigma_mm: float | Sequence[float]) -> Image:
     """
     from scipy import ndimage
 
-    _require_intensity(image, "gaussian")
+    require_intensity(image, "gaussian")
     sigma = per_axis_xyz(sigma_mm, "sigma_mm", allow_zero=True)
     sigma_vox = [s / sp for s, sp in zip(sigma, image.geometry.spacing)]
     if image.is_2d:
@@ -87,7 +86,7 @@ def median(image: Image, *, radius_vox: int | Sequence[int] = 1) -> Image:
     Returns:
         An image of the same dtype on the same grid.
     """
-    _require_intensity(image, "median")
+    require_intensity(image, "median")
     radius = [int(r) for r in per_axis_xyz(radius_vox, "radius_vox", allow_zero=True, integer=True)]
     if image.is_2d:
         radius[2] = 0
@@ -139,7 +138,7 @@ def nl_means(
     """
     from skimage.restoration import denoise_nl_means
 
-    _require_intensity(image, "nl_means")
+    require_intensity(image, "nl_means")
     for name, v in (("patch_size", patch_size), ("patch_distance", patch_distance)):
         if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
             raise InvalidParameterError(
@@ -151,7 +150,7 @@ def nl_means(
             "invalid filter strength", parameter="h", expected="a number > 0 or None", found=h,
             fix="pass h=None to estimate it from the noise",
         )
-    _require_finite(image.voxels, "nl_means")
+    require_finite(image.voxels, "nl_means")
     vox = image.voxels.astype(np.float64)
     out = []
     used: list[dict[str, Any]] = []
@@ -200,7 +199,7 @@ def anisotropic_diffusion(
     Returns:
         A float32 image on the same grid.
     """
-    _require_intensity(image, "anisotropic_diffusion")
+    require_intensity(image, "anisotropic_diffusion")
     if not isinstance(iterations, (int, np.integer)) or isinstance(iterations, bool) or iterations < 1:
         raise InvalidParameterError(
             "invalid number of iterations", parameter="iterations", expected="an integer >= 1",
@@ -218,7 +217,7 @@ def anisotropic_diffusion(
             "unstable diffusion time step", parameter="time_step", expected=f"0 < time_step <= {limit:.6g}",
             found=time_step, fix="leave time_step=None to use the largest stable step for this spacing",
         )
-    _require_finite(image.voxels, "anisotropic_diffusion")
+    require_finite(image.voxels, "anisotropic_diffusion")
     vox = image.voxels.astype(np.float32)
     out = []
     for c in range(vox.shape[0]):
@@ -254,7 +253,7 @@ def clahe(
     """
     from skimage.exposure import equalize_adapthist
 
-    _require_intensity(image, "clahe")
+    require_intensity(image, "clahe")
     if not (np.isfinite(clip_limit) and 0 < clip_limit <= 1):
         raise InvalidParameterError(
             "invalid clip limit", parameter="clip_limit", expected="0 < clip_limit <= 1", found=clip_limit,
@@ -264,7 +263,7 @@ def clahe(
     if kernel_size is not None:
         k = [int(v) for v in per_axis_xyz(kernel_size, "kernel_size", integer=True)]
         ks = (k[1], k[0]) if image.is_2d else (k[2], k[1], k[0])
-    _require_finite(image.voxels, "clahe")
+    require_finite(image.voxels, "clahe")
     vox = image.voxels.astype(np.float64)
     out = []
     for c in range(vox.shape[0]):

@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from medimg.core.enums import Kind, Modality
+from medimg.core.checks import mask_array, require_finite, require_intensity
+from medimg.core.enums import Modality
 from medimg.core.errors import InvalidParameterError
 from medimg.core.image import Image
 
@@ -36,30 +37,6 @@ WINDOW_PRESETS: dict[str, tuple[float, float]] = {
 }
 
 _NORMALIZE_METHODS = ("zscore", "percentile", "minmax")
-
-
-def _require_intensity(image: Image, operation: str) -> None:
-    """Raise when an intensity-only operation is asked of a label map."""
-    if not isinstance(image, Image):
-        raise InvalidParameterError(
-            "not an Image", parameter="image", expected="medimg.core.Image", found=type(image).__name__,
-            fix="build one with Image.from_array or read it with medimg.io.read",
-        )
-    if image.kind == Kind.LABEL:
-        raise InvalidParameterError(
-            f"{operation} is an intensity operation and cannot be applied to a label map",
-            parameter="image", expected="kind intensity or probability", found="kind label",
-            fix=f"apply {operation} to the intensity image, not to its segmentation",
-        )
-
-
-def _require_finite(voxels: np.ndarray, operation: str) -> None:
-    if np.issubdtype(voxels.dtype, np.floating) and not np.all(np.isfinite(voxels)):
-        n_bad = int(np.count_nonzero(~np.isfinite(voxels)))
-        raise InvalidParameterError(
-            f"{operation} needs finite voxel values", parameter="image", expected="no NaN or infinite voxels",
-            found=f"{n_bad} non-finite voxels", fix="replace NaN/inf first (e.g. np.nan_to_num) or mask them out",
-        )
 
 
 def window(
@@ -92,7 +69,7 @@ def window(
         >>> window(img, preset="brain").array.ravel().tolist()
         [0.0, 0.0, 0.5, 1.0, 1.0]
     """
-    _require_intensity(image, "window")
+    require_intensity(image, "window")
     if output not in ("unit", "hu"):
         raise InvalidParameterError(
             "unknown window output", parameter="output", expected="'unit' or 'hu'", found=repr(output),
@@ -133,7 +110,7 @@ def window(
             expected="finite level and width > 0", found=f"level={level}, width={width}",
             fix="give a positive window width",
         )
-    _require_finite(image.voxels, "window")
+    require_finite(image.voxels, "window")
     lo, hi = level - width / 2.0, level + width / 2.0
     vox = np.clip(image.voxels.astype(np.float64), lo, hi)
     if output == "unit":
@@ -142,39 +119,6 @@ def window(
     if force:
         params["force"] = True
     return image.derive(vox.astype(np.float32), operation="window", params=params)
-
-
-def _mask_array(image: Image, mask: Image | np.ndarray | None) -> np.ndarray | None:
-    """The mask as a boolean (Z, Y, X) array on the image's grid, or None."""
-    if mask is None:
-        return None
-    if isinstance(mask, Image):
-        image.check_same_grid(mask, what="image and mask")
-        if mask.n_channels != 1:
-            raise InvalidParameterError(
-                "mask has several channels", parameter="mask", expected="1 channel",
-                found=f"{mask.n_channels} channels", fix="pass a single-channel mask",
-            )
-        arr = np.asarray(mask.voxels[0]) != 0
-    else:
-        arr = np.asarray(mask)
-        if arr.ndim == 4 and arr.shape[0] == 1:
-            arr = arr[0]
-        if arr.shape == image.spatial_shape[1:] and image.is_2d:
-            arr = arr[None]
-        if arr.shape != image.spatial_shape:
-            raise InvalidParameterError(
-                "mask shape does not match the image", parameter="mask",
-                expected=f"(Z, Y, X) = {image.spatial_shape}", found=arr.shape,
-                fix="pass a mask on the image's grid (resample it with resample_to)",
-            )
-        arr = arr != 0
-    if not arr.any():
-        raise InvalidParameterError(
-            "mask is empty", parameter="mask", expected="at least one foreground voxel", found="0 voxels",
-            fix="check the mask, or pass mask=None to use every voxel",
-        )
-    return arr
 
 
 def _check_pair(value: Sequence[float], name: str, lo: float = -np.inf, hi: float = np.inf) -> tuple[float, float]:
@@ -231,7 +175,7 @@ def normalize(
         >>> normalize(img, method="minmax").array.ravel().tolist()
         [0.0, 0.5, 1.0]
     """
-    _require_intensity(image, "normalize")
+    require_intensity(image, "normalize")
     if method not in _NORMALIZE_METHODS:
         raise InvalidParameterError(
             "unknown normalisation method", parameter="method", expected=", ".join(_NORMALIZE_METHODS),
@@ -239,8 +183,8 @@ def normalize(
         )
     p_lo, p_hi = _check_pair(percentiles, "percentiles", 0.0, 100.0)
     o_lo, o_hi = _check_pair(out_range, "out_range")
-    _require_finite(image.voxels, "normalize")
-    m = _mask_array(image, mask)
+    require_finite(image.voxels, "normalize")
+    m = mask_array(image, mask)
     vox = image.voxels.astype(np.float64)
     groups = [vox[c : c + 1] for c in range(vox.shape[0])] if per_channel else [vox]
     out = []

@@ -398,9 +398,9 @@ def crop_to_foreground(
     _check_image(image)
     margin = per_axis_xyz(margin_mm, "margin_mm", allow_zero=True)
     if mask is not None:
-        from medimg.preprocess.intensity import _mask_array
+        from medimg.core.checks import mask_array
 
-        fg = _mask_array(image, mask)
+        fg = mask_array(image, mask)
         source = "mask"
     elif threshold is not None:
         if not isinstance(threshold, (int, float, np.number)) or not np.isfinite(threshold):

@@ -169,9 +169,10 @@ class _Store:
         self._last_write = now
         doc = {"target": self.target, "executions": self.executions, "seconds": round(now - self.started, 1),
                "findings": sorted(self.found.values(), key=lambda e: e["signature"])}
-        tmp = self.stats.with_name(self.stats.name + ".part")
-        tmp.write_text(json.dumps(doc, indent=1))
-        os.replace(tmp, self.stats)
+        from medimg.io.files import atomic_output
+
+        with atomic_output(self.stats) as tmp:
+            tmp.write_text(json.dumps(doc, indent=1))
 
 
 def _alarm(signum, frame):  # noqa: ARG001

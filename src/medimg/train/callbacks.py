@@ -41,12 +41,11 @@ class LogCallback(Callback):
 def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: TrainState,
                     extra: dict[str, Any] | None = None) -> None:
     """Atomically save weights, optimizer state and loop state (for --resume)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.part")
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "iteration": state.iteration,
-                "elapsed_s": state.elapsed_s, "history": state.history, "extra": extra or {}}, tmp)
-    os.replace(tmp, path)
+    from medimg.io.files import atomic_output
+
+    with atomic_output(path) as tmp:
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "iteration": state.iteration,
+                    "elapsed_s": state.elapsed_s, "history": state.history, "extra": extra or {}}, tmp)
 
 
 def load_torch_file(path: str | os.PathLike[str], *, what: str = "weights") -> Any:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import nibabel as nib
@@ -22,10 +21,9 @@ def test_hippocampus_opens_and_verifies():
     assert ds.layout == "nnunet" and ds.dims == 3 and len(ds.cases) == 208
     assert ds.channel_names == ["MRI"]
     assert ds.label_values == [0, 1, 2] and ds.class_names == ["background", "anterior", "posterior"]
-    t0 = time.perf_counter()
     report = verify_dataset(ds)
     assert report.ok, report.to_text()
-    assert report.n_checked == 208 and time.perf_counter() - t0 < 20
+    assert report.n_checked == 208
     report.raise_if_bad()
     image, label = ds.load(ds.cases[0])
     assert image.spatial_shape == label.spatial_shape and label.kind == "label"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 
 import numpy as np
 import pytest
@@ -23,9 +22,7 @@ from .test_data import _nnunet
 @pytest.fixture(scope="module")
 def hippo():
     ds = SegDataset.open(require_data("hippocampus"))
-    t0 = time.perf_counter()
-    fp = compute_fingerprint(ds)
-    return ds, fp, time.perf_counter() - t0
+    return ds, compute_fingerprint(ds)
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +31,8 @@ def hippo_plan(hippo):
 
 
 def test_hippocampus_fingerprint(hippo):
-    _, fp, seconds = hippo
+    _, fp = hippo
     assert fp.n_cases == 208 and fp.n_sampled == 208 and fp.dims == 3
-    assert seconds < 15
     assert fp.median_spacing == pytest.approx((1.0, 1.0, 1.0))
     assert all(abs(a - b) <= 3 for a, b in zip(fp.median_shape, (36, 50, 35)))  # nnU-Net reports 36x50x35
     assert fp.modalities == ("mr",)
@@ -148,17 +144,14 @@ def test_preprocess_case_resamples_to_plan_spacing(tmp_path):
         preprocess_case(image, bad, plan)
 
 
-def test_cache_second_get_is_fast_and_identical(hippo, hippo_plan, tmp_path):
+def test_cache_second_get_is_a_memory_map_and_identical(hippo, hippo_plan, tmp_path):
     ds = hippo[0]
     cache = PreprocessedCache(tmp_path / "cache", hippo_plan, ds)
     seen = []
     built = cache.build(ds.cases[:3], progress=lambda n, total, case: seen.append((n, total)))
     assert built == ds.cases[:3] and seen[-1] == (3, 3)
-    t0 = time.perf_counter()
     a_img, a_lab, a_props = cache.get(ds.cases[0])
-    elapsed = time.perf_counter() - t0
     b_img, b_lab, b_props = cache.get(ds.cases[0])
-    assert elapsed < 0.1
     assert isinstance(a_img, np.memmap) and np.array_equal(a_img, b_img) and np.array_equal(a_lab, b_lab)
     assert a_props == b_props and a_img.dtype == np.float32 and a_lab.max() <= 2
     direct = preprocess_case(*ds.load(ds.cases[0]), hippo_plan)

@@ -195,9 +195,9 @@ def centre_translation(fixed: sitk.Image, moving: sitk.Image) -> sitk.Transform:
 
 def check_pair_image(image: Any, parameter: str, dims: int) -> Image:
     """A single-channel, finite image of the model's dimension, or one clear error."""
-    from medimg.classical.registration import _check_image
+    from medimg.classical.registration_checks import check_image
 
-    image = _check_image(image, parameter)
+    image = check_image(image, parameter)
     found = 2 if image.is_2d else 3
     if found != dims:
         raise InvalidParameterError(f"the model registers {dims}D images", parameter=parameter,

@@ -119,14 +119,9 @@ class LearnedRegistration:
             InvalidParameterError: not single-channel, a dimension other than the model's, non-finite voxels,
                 an unknown ``prealign``, fields of view that do not overlap.
         """
-        from medimg.classical.registration import (
-            RegistrationResult,
-            _check_overlap,
-            _evaluate_metric,
-            _float_sitk,
-            register,
-            warp,
-        )
+        from medimg.classical.registration import RegistrationResult, register, warp
+        from medimg.classical.registration_checks import check_overlap, float_sitk
+        from medimg.classical.registration_stages import evaluate_metric
         from medimg.core.image import Operation
         from medimg.tasks.register.data import canonical_grid, centre_translation, check_pair_image, to_canonical
         from medimg.tasks.register.trainer import network_displacement
@@ -138,14 +133,14 @@ class LearnedRegistration:
                                         found=prealign, fix="use --prealign center or --prealign affine")
         fixed = check_pair_image(fixed, "fixed", plan.dims)
         moving = check_pair_image(moving, "moving", plan.dims)
-        f_img, m_img = _float_sitk(fixed), _float_sitk(moving)
+        f_img, m_img = float_sitk(fixed), float_sitk(moving)
         t0 = time.perf_counter()
         if prealign == "affine":
             pre = register(fixed, moving, method="affine", metric="mattes", init="moments", levels=(2, 1),
                            seed=seed).transform
         else:
             pre = centre_translation(f_img, m_img)
-            _check_overlap(f_img, m_img, pre, "geometry")
+            check_overlap(f_img, m_img, pre, "geometry")
         ref = canonical_grid(f_img, plan.spacing, plan.grid, divisor=plan.divisor, cover=True)
         f_arr = to_canonical(fixed, ref, percentiles=plan.percentiles)
         m_arr = to_canonical(moving, ref, transform=pre, percentiles=plan.percentiles)
@@ -159,8 +154,8 @@ class LearnedRegistration:
         transform.AddTransform(field_tx)
         seconds = time.perf_counter() - t0
         metric = "mattes" if plan.similarity == "mi" else "ncc"
-        before = _evaluate_metric(f_img, m_img, None, metric, None, None, 50)
-        after = _evaluate_metric(f_img, m_img, transform, metric, None, None, 50)
+        before = evaluate_metric(f_img, m_img, None, metric, None, None, 50)
+        after = evaluate_metric(f_img, m_img, transform, metric, None, None, 50)
         params = {"method": "learned", "model": str(self.folder), "folds": list(self.folds),
                   "prealign": prealign, "network_grid": [int(v) for v in ref.GetSize()[::-1]],
                   "network_spacing": list(plan.spacing), "integrate": plan.integrate,
