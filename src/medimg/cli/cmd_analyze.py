@@ -48,8 +48,8 @@ _PIPELINES = ("ct_body", "hippocampus", "nuclei", "fetal_head")
 class Classification:
     """A loaded classification model and its prediction for the analysed image."""
 
-    model: Any  # medimg.tasks.classify.predict.ClassificationModel
-    prediction: Any  # medimg.tasks.classify.predict.ClassPrediction
+    model: Any  # medimg.tasks.classify.predictor.ClassificationModel
+    prediction: Any  # medimg.tasks.classify.writer.ClassPrediction
 
 
 def add_parser(subparsers, *, parents, help: str) -> None:  # noqa: A002
@@ -151,7 +151,8 @@ def write_analysis(image, result, out: Path, *, source: str, inputs: list[str], 
     from medimg.io import write
     from medimg.io.files import atomic_output_dir
     from medimg.measure import to_csv
-    from medimg.report import ReportSection, classification_record, classification_section, image_summary, render_html
+    from medimg.report import ReportSection, image_summary, render_html
+    from medimg.tasks.classify.writer import classification_record, classification_section
 
     # a fresh temporary folder; replaces OUT only when it is an earlier analyze output and holds no input
     with atomic_output_dir(out, inputs=inputs, replace_marker=("measurements.json", _MARKER)) as tmp:
@@ -243,7 +244,7 @@ def _write_explanation(pred, image, folder: Path) -> tuple[dict[str, str], Any]:
     import numpy as np
     from PIL import Image as PILImage
 
-    from medimg.tasks.classify.predict import safe_file_stem, write_explanation
+    from medimg.tasks.classify.writer import safe_file_stem, write_explanation
 
     if pred.saliency is None:
         return {}, None
@@ -304,15 +305,20 @@ def _with_option(exc, *, parameter: str, path: str | None = None, what: str | No
 def load_classifier_option(args: argparse.Namespace):
     """Resolve and load the ``--classifier`` model; every error names the option."""
     from medimg.core.errors import InvalidParameterError, MedimgError
-    from medimg.tasks.classify.predict import is_classification_model, load_classifier
+    from medimg.plans.model_folder import model_task
+    from medimg.tasks.classify.predictor import load
     from medimg.zoo import resolve_model
 
     try:
         model_dir = resolve_model(args.classifier)
     except MedimgError as exc:
         raise _with_option(exc, parameter="--classifier") from exc
-    if not is_classification_model(model_dir):
-        has_plan = (model_dir / "plan.json").is_file()
+    has_plan = (model_dir / "plan.json").is_file()
+    try:
+        task = model_task(model_dir) if has_plan else None
+    except MedimgError:
+        task = None
+    if task != "classify":
         raise InvalidParameterError(
             "not a classification model", path=model_dir, parameter="--classifier",
             expected="a folder written by `medimg train classify` (plan.json with task binary, multiclass or "
@@ -320,7 +326,7 @@ def load_classifier_option(args: argparse.Namespace):
             found="a plan.json of another task (a segmentation model?)" if has_plan else "a folder without plan.json",
             fix="give a classification model; segmentation models run through `medimg predict` or --pipeline")
     try:
-        return load_classifier(model_dir)
+        return load(model_dir)
     except MedimgError as exc:
         raise _with_option(exc, parameter="--classifier") from exc
 
@@ -329,7 +335,7 @@ def classify_image(args: argparse.Namespace, model, image) -> Classification:
     """Classify the input image as `medimg predict` would; a misfit (dimensions, channels, options) is one error
     that names the option, the image and the model."""
     from medimg.core.errors import InvalidParameterError
-    from medimg.tasks.classify.predict import predict_samples
+    from medimg.tasks.classify.predictor import predict_samples
 
     dims = int(model.plan.dims)
     if image.is_2d != (dims == 2):
@@ -368,12 +374,13 @@ def classification_only(reason: str):
 
 
 def run(args: argparse.Namespace) -> int:
-    from medimg.cli._classify import prediction_line, quiet_figure_logs
+    from medimg.cli._classify import quiet_figure_logs
     from medimg.cli._spacing import warn_fallback
     from medimg.cli.cmd_predict import _read_case, case_files
     from medimg.core.errors import InvalidParameterError
     from medimg.io.files import check_outputs_apart
     from medimg.pipelines import choose_pipeline, run_pipeline
+    from medimg.tasks.classify.writer import prediction_line
 
     out = Path(args.out)
     check_output_folder(out, "measurements.json", _MARKER, "analyze")
