@@ -183,11 +183,11 @@ def evaluate_model(model_dir: Path, inputs: Any, *, folds: list[str] | None = No
 
     from medimg.explain.calibration import apply_temperature
     from medimg.explain.uncertainty import uncertainty_auroc
-    from medimg.plans.classify_plan import preprocess_sample
-    from medimg.tasks.classify.predict import load_classifier, network_logits, predict_samples
-    from medimg.tasks.classify.trainer import validation_metrics
+    from medimg.tasks.classify.evaluate import validation_metrics
+    from medimg.tasks.classify.predictor import load, network_logits, predict_samples
+    from medimg.tasks.classify.preprocess import preprocess_sample
 
-    model = load_classifier(model_dir, folds=folds)
+    model = load(model_dir, folds=folds)
     plan = model.plan
     multilabel = plan.task == "multilabel"
     names = list(plan.class_names)
@@ -251,7 +251,7 @@ def _write_section(name: str, section: dict[str, Any]) -> None:
 
 
 def adrenal(args: argparse.Namespace) -> None:
-    from medimg.tasks.classify.predict import open_prediction_inputs
+    from medimg.tasks.classify.inputs import open_prediction_inputs
 
     npz = DATA / "adrenalmnist3d" / "adrenalmnist3d_64_trainval.npz"
     inputs = open_prediction_inputs(npz, split="val")
@@ -273,7 +273,7 @@ def adrenal(args: argparse.Namespace) -> None:
 
 
 def busi(args: argparse.Namespace) -> None:
-    from medimg.tasks.classify.predict import open_prediction_inputs
+    from medimg.tasks.classify.inputs import open_prediction_inputs
 
     inputs = open_prediction_inputs(RUNS / "busi.csv", split="test")
     rows = {}
@@ -285,12 +285,13 @@ def busi(args: argparse.Namespace) -> None:
 
 
 def mri(args: argparse.Namespace) -> None:
-    from medimg.tasks.classify.predict import load_classifier, open_prediction_inputs, predict_samples
+    from medimg.tasks.classify.inputs import open_prediction_inputs
+    from medimg.tasks.classify.predictor import load, predict_samples
 
     inputs = open_prediction_inputs(RUNS / "mri_slices", split="test")
     row = evaluate_model(Path(args.model), inputs, explain_n=args.explain_n)
     # series-level decision: mean calibrated probability over the held-out slices of each series
-    model = load_classifier(args.model)
+    model = load(args.model)
     preds = predict_samples(model, inputs, uncertainty="tta", explain="none")
     series = {}
     for name in model.class_names:
@@ -309,7 +310,7 @@ def speed(args: argparse.Namespace) -> None:
     import torch
 
     from medimg.models import ClassifierSpec, build_classifier
-    from medimg.tasks.classify.predict import network_logits
+    from medimg.tasks.classify.predictor import network_logits
 
     torch.manual_seed(0)
     configs = [("resnet18", 2), ("resnet34", 2), ("vgg16", 2), ("densenet121", 2), ("mobilenetv3_small", 2),

@@ -16,14 +16,15 @@ import pytest
 from medimg.cli.main import main
 from medimg.core.image import Image
 from medimg.io import read, write
-from medimg.tasks.classify import ClassifyTrainOptions, train_classification
+from medimg.tasks.classify.trainer import train
 from medimg.testing import one_line_error, require_data
+from medimg.train.run import TrainOptions
 
 BUSI_IMAGE = ("breast_ultrasound_busi", "benign", "benign (1).png")
 
 
 def _train(data: Path, out: Path, size: list[int]) -> Path:
-    train_classification(data, out, ClassifyTrainOptions(
+    train(data, out, TrainOptions(
         fold=0, n_folds=2, iterations=2, seed=0, deterministic=True,
         overrides=(("input_size", size), ("model_width", 8), ("batch_size", 4))))
     return out
@@ -164,6 +165,6 @@ def test_bad_classifier_inputs_one_line_exit_2_nothing_written(case, busi_model,
 
 def test_cli_choices_match_the_library():
     from medimg.cli._classify import EXPLAIN_CHOICES, UNCERTAINTY_CHOICES
-    from medimg.tasks.classify.predict import EXPLAIN_METHODS, UNCERTAINTY_METHODS
+    from medimg.tasks.classify.predictor import EXPLAIN_METHODS, UNCERTAINTY_METHODS
 
     assert EXPLAIN_CHOICES == EXPLAIN_METHODS and UNCERTAINTY_CHOICES == UNCERTAINTY_METHODS

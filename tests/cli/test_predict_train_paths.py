@@ -52,7 +52,7 @@ def seg_model(hippo, tmp_path_factory) -> Path:
 
 # ---- item 5: a model folder opens by its plan's task ------------------------------------------------------------
 def test_every_shipped_zoo_model_opens_by_its_plan_task():
-    from medimg.tasks.classify.predict import load_classifier
+    from medimg.tasks.classify.predictor import load as load_classifier
     from medimg.tasks.register.predict import LearnedRegistration
     from medimg.tasks.segment.predictor import load_model
 
@@ -257,7 +257,7 @@ def test_crafted_pickle_is_refused_and_never_run(seg_model, hippo, tmp_path, cap
 @pytest.mark.parametrize("model", ["hippocampus", "adrenalmnist3d", "hippocampus_registration"])
 def test_garbage_model_pt_is_one_line(model, tmp_path):
     from medimg.core.errors import ImageReadError
-    from medimg.tasks.classify.predict import load_classifier
+    from medimg.tasks.classify.predictor import load as load_classifier
     from medimg.tasks.register.predict import LearnedRegistration
     from medimg.tasks.segment.predictor import load_model
 

@@ -77,7 +77,7 @@ def add_parser(subparsers, *, parents, help: str) -> None:  # noqa: A002
 
 def summary_lines(analysis) -> list[str]:
     """What the command prints on stdout about an analysis (before the report line)."""
-    from medimg.cli._classify import prediction_line
+    from medimg.tasks.classify.writer import prediction_line
 
     result = analysis.result
     lines = [f"pipeline:     {result.pipeline} ({result.parameters.get('pipeline_choice', '')})"]

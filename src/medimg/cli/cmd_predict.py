@@ -161,16 +161,9 @@ def _run_classify(args: argparse.Namespace, model_dir: Path) -> int:
     import sys
 
     from medimg.cli._args import parse_series
-    from medimg.cli._classify import print_predictions, quiet_figure_logs
+    from medimg.cli._classify import quiet_figure_logs
     from medimg.core.errors import ImageWriteError, InvalidParameterError
-    from medimg.tasks.classify.predict import (
-        UNCERTAINTY_METHODS,
-        load_classifier,
-        open_prediction_inputs,
-        predict_samples,
-        prediction_metrics,
-        write_predictions,
-    )
+    from medimg.tasks.classify.predictor import UNCERTAINTY_METHODS, load, predict
 
     _refuse(args, {"tta": False, "probabilities": None, "no_postprocess": False, "overlap": 0.5, "spacing": None,
                    "allow_gaps": False}, "segmentation")
@@ -189,32 +182,21 @@ def _run_classify(args: argparse.Namespace, model_dir: Path) -> int:
                               expected="a folder outside the input", found=f"inside '{src}'",
                               fix="choose an output folder outside the input folder")
     quiet_figure_logs(args.debug)  # one "wrote <temporary path>" line per figure is noise; the summary names OUT
-    model = load_classifier(model_dir, folds=args.folds.split(",") if args.folds else None)
+    model = load(model_dir, folds=args.folds.split(",") if args.folds else None)
     split = None if args.split is None else [s.strip() for s in args.split.split(",") if s.strip()]
-    inputs = open_prediction_inputs(args.input, split=split[0] if split and len(split) == 1 else split,
-                                    series=parse_series(args.series))
-    show = not args.quiet and len(inputs) > 20
 
     def progress(done: int, total: int) -> None:
-        if show:
+        if not args.quiet and total > 20:
             print(f"[{done}/{total}] classified", file=sys.stderr, flush=True)
 
-    from medimg.train.precision import precision_name, resolve_precision
-
-    used = precision_name(resolve_precision(args.precision, "cpu"))
-    preds = predict_samples(model, inputs, uncertainty=uncertainty, n_samples=args.samples,
-                            explain=args.explain or "gradcam", seed=args.seed, progress=progress,
-                            precision=args.precision)
-    write_predictions(preds, args.output, images=inputs, inputs=[args.input], metadata={
-        "model": str(model.path), "folds": list(model.folds), "temperatures": list(model.temperatures),
-        "input": str(args.input), "precision": used})
+    result = predict(model, args.input, split=split[0] if split and len(split) == 1 else split,
+                     series=parse_series(args.series), uncertainty=uncertainty, samples=args.samples,
+                     explain=args.explain or "gradcam", seed=args.seed, progress=progress, precision=args.precision)
+    result.write(args.output)
+    preds, used = result.predictions, result.precision
     if not args.quiet:
-        print_predictions(preds)
-        metrics = prediction_metrics(preds)
-        if metrics is not None:
-            auc = "n/a" if metrics["auc_macro"] is None else f"{metrics['auc_macro']:.4f}"
-            print(f"known labels of all {metrics['n']} samples: AUC {auc}, accuracy {metrics['accuracy']:.4f}, "
-                  f"balanced accuracy {metrics['balanced_accuracy']:.4f}, ECE {metrics['ece']:.4f} (metrics.json)")
+        for line in result.summary_lines():
+            print(line)
         print(f"wrote {args.output} (predictions.csv, predictions.json"
               f"{', explain/' if preds and preds[0].saliency is not None else ''}; {model.name}, folds "
               f"{', '.join(model.folds)}, {used})")

@@ -185,19 +185,19 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_classify(args: argparse.Namespace) -> int:
     from medimg.cli.progress import TrainProgress
-    from medimg.tasks.classify.trainer import ClassifyTrainOptions, train_classification
+    from medimg.tasks.classify.trainer import train
+    from medimg.train.run import TrainOptions
 
     fold = _fold(args.fold)
     split = None if args.split is None else tuple(s.strip() for s in args.split.split(",") if s.strip())
-    options = ClassifyTrainOptions(
+    options = TrainOptions(
         fold=fold, n_folds=args.folds, minutes=args.minutes, iterations=args.iterations, seed=args.seed,
         overrides=_overrides(args.set), split=split[0] if split and len(split) == 1 else split, val_data=args.val,
         val_split=args.val_split, threads=args.threads, resume=args.resume, group_by=args.group_by,
         deterministic=args.deterministic, max_data_gb=args.max_data_gb, init_from=args.init,
         precision=args.precision)
     label = f"train fold_{fold}"
-    metrics = train_classification(args.dataset, args.out, options,
-                                   callbacks=() if args.quiet else (TrainProgress(label=label),))
+    metrics = train(args.dataset, args.out, options, callbacks=() if args.quiet else (TrainProgress(label=label),))
     if not args.quiet:
         print(f"trained {metrics['fold']}: {metrics['iterations']} iterations in {metrics['training_minutes']} min "
               f"({metrics['stop_reason']}; {metrics['precision']})")

@@ -8,7 +8,8 @@ Three layouts are read:
 * **MedMNIST** (``train_images``, ``train_labels``, ``val_images``, ... ``test_labels``): one sample is chosen
   with ``key`` (e.g. "train_images", or just "train") and ``index``; ``medimg.io.read(path, series="train:12")``
   and the command line's ``--series train:12`` say the same (:func:`npz_selection`). :func:`load_medmnist` returns
-  whole splits.
+  whole splits; :class:`MedMNISTFile` is the lazy reader under both (headers at once, each array decompressed once
+  and shared), which classification datasets read their samples through.
 * **generic**: one array (or the one named by ``key``), shaped (Y, X), (Z, Y, X) or (C, Z, Y, X); with
   ``index`` the first axis is treated as a sample axis.
 
@@ -21,6 +22,7 @@ import json
 import logging
 import os
 import re
+import threading
 import tokenize
 import zipfile
 import zlib
@@ -39,12 +41,15 @@ from medimg.io.files import check_input, compound_suffix
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MEDIMG_NPZ_VERSION", "load_medmnist", "npz_selection", "read_npz", "write_npz"]
+__all__ = ["MEDIMG_NPZ_VERSION", "MEDMNIST_SPLITS", "MedMNISTFile", "load_medmnist", "medmnist_sample_axes",
+           "npz_selection", "read_npz", "write_npz"]
 
 #: Version of the ``__medimg__`` JSON written by :func:`write_npz`.
 MEDIMG_NPZ_VERSION = 1
 _META_KEY = "__medimg__"
 _MEDMNIST_KEY = re.compile(r"^(train|val|test)_(images|labels)$")
+#: The splits of a MedMNIST file, in order.
+MEDMNIST_SPLITS = ("train", "val", "test")
 # numpy's header parser raises TokenError/SyntaxError on a damaged header; hostile shapes raise Overflow/MemoryError;
 # zipfile raises RuntimeError for an encrypted member and NotImplementedError for an unknown compression
 _LOAD_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError, TypeError, SyntaxError,
@@ -253,10 +258,88 @@ def _medmnist_sample(
     label_key = f"{split}_labels"
     if label_key in arrays and arrays.shape(label_key)[:1] == (n,):
         meta["class_label"] = np.asarray(arrays[label_key][index]).tolist()
-    # MedMNIST 2D samples are (H, W) or (H, W, 3); 3D samples are (D, H, W).
-    if len(shape) == 4 and shape[-1] == 3:
-        sample = np.moveaxis(sample, -1, 0)[:, None]  # RGB 2D -> (3, 1, Y, X)
-    return sample, meta
+    return medmnist_sample_axes(sample), meta
+
+
+def medmnist_sample_axes(sample: np.ndarray) -> np.ndarray:
+    """One MedMNIST sample as (C, Z, Y, X): (H, W) grey -> (1, 1, H, W), (H, W, 3) RGB -> (3, 1, H, W),
+    (D, H, W) volume -> (1, D, H, W). A view where possible (no copy).
+
+    >>> [medmnist_sample_axes(np.zeros(s)).shape for s in [(28, 28), (28, 28, 3), (64, 64, 64)]]
+    [(1, 1, 28, 28), (3, 1, 28, 28), (1, 64, 64, 64)]
+    """
+    if sample.ndim == 2:
+        return sample[None, None]
+    if sample.ndim == 3 and sample.shape[-1] == 3 and sample.shape[0] != 3:
+        return np.moveaxis(sample, -1, 0)[:, None]
+    return sample[None]
+
+
+class MedMNISTFile:
+    """A MedMNIST .npz opened once: the array headers at once, each array decompressed on first use and kept.
+
+    The one MedMNIST reader: :func:`load_medmnist` and the classification datasets read through it. Arrays are
+    read-only and shared by threads; pickling (e.g. for data-loader workers started with "spawn") keeps the path
+    and headers and drops the arrays, so each process decompresses what it reads. Every array is sized against the
+    memory budget before it is decompressed.
+
+    Attributes:
+        path: the file.
+        headers: array name -> (shape, dtype), from the headers only.
+
+    Raises:
+        ImageReadError: the file is not a readable .npz (the constructor reads the headers).
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        archive = _Archive(self.path)
+        try:
+            self.headers: dict[str, tuple[tuple[int, ...], np.dtype]] = {
+                k: (shape, dtype) for k, (shape, dtype, _) in archive.headers.items()}
+        finally:
+            archive.close()
+        self._arrays: dict[str, np.ndarray] = {}
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": self.path, "headers": self.headers}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.path, self.headers = state["path"], state["headers"]
+        self._arrays, self._lock = {}, threading.Lock()
+
+    @property
+    def is_medmnist(self) -> bool:
+        """Only ``train|val|test`` ``_images``/``_labels`` arrays, at least one ``_images``."""
+        return bool(self.headers) and all(_MEDMNIST_KEY.match(k) for k in self.headers) and any(
+            k.endswith("_images") for k in self.headers)
+
+    @property
+    def splits(self) -> list[str]:
+        """The splits whose images the file holds, in :data:`MEDMNIST_SPLITS` order."""
+        return [s for s in MEDMNIST_SPLITS if f"{s}_images" in self.headers]
+
+    def listing(self) -> str:
+        return ", ".join(f"{k} {shape}" for k, (shape, _) in self.headers.items())
+
+    def array(self, name: str) -> np.ndarray:
+        """The whole array ``name`` (read-only), decompressed on the first call."""
+        with self._lock:
+            if name not in self._arrays:
+                archive = _Archive(self.path)
+                try:
+                    arr = np.asarray(archive[name])
+                finally:
+                    archive.close()
+                arr.flags.writeable = False
+                self._arrays[name] = arr
+                logger.debug("%s: decompressed %s %s", self.path, name, arr.shape)
+            return self._arrays[name]
+
+    def sample(self, split: str, index: int) -> np.ndarray:
+        """Sample ``index`` of ``split`` as (C, Z, Y, X) (:func:`medmnist_sample_axes`)."""
+        return medmnist_sample_axes(self.array(f"{split}_images")[index])
 
 
 def npz_selection(series: str | int | None) -> tuple[str | None, int | None]:
@@ -395,36 +478,31 @@ def _read(
 def load_medmnist(path: str | os.PathLike[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """All splits of a MedMNIST .npz file as ``{"train": (images, labels), "val": ..., "test": ...}``.
 
-    Images keep MedMNIST's layout: (N, H, W), (N, H, W, 3) or (N, D, H, W); labels are (N, k). Splits
-    absent from the file are absent from the result.
+    Images keep MedMNIST's layout: (N, H, W), (N, H, W, 3) or (N, D, H, W); labels are (N, k) (read-only
+    arrays, through :class:`MedMNISTFile`). Splits absent from the file are absent from the result.
 
     Raises:
         ImageReadError: the file is unreadable or not in the MedMNIST layout, or a split lacks its labels.
     """
     p = check_input(path, allow_dir=False)
-    arrays = _Archive(p)
-    try:
-        if not _is_medmnist(arrays):
+    file = MedMNISTFile(p)
+    if not file.is_medmnist:
+        raise ImageReadError(
+            "not a MedMNIST file", path=p, expected="arrays train_images, train_labels, val_images, ...",
+            found=file.listing() or "no arrays", fix="use read_npz for other NPZ files",
+        )
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for split in file.splits:
+        n = file.headers[f"{split}_images"][0][0]
+        label_key = f"{split}_labels"
+        if label_key not in file.headers or file.headers[label_key][0][:1] != (n,):
             raise ImageReadError(
-                "not a MedMNIST file", path=p, expected="arrays train_images, train_labels, val_images, ...",
-                found=arrays.listing() or "no arrays", fix="use read_npz for other NPZ files",
+                f"MedMNIST split '{split}' has no matching labels", path=p, expected=f"{label_key} with {n} rows",
+                found="missing" if label_key not in file.headers else f"shape {file.headers[label_key][0]}",
+                fix="use the original MedMNIST file",
             )
-        out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        for split in ("train", "val", "test"):
-            if f"{split}_images" not in arrays:
-                continue
-            n = arrays.shape(f"{split}_images")[0]
-            label_key = f"{split}_labels"
-            if label_key not in arrays or arrays.shape(label_key)[:1] != (n,):
-                raise ImageReadError(
-                    f"MedMNIST split '{split}' has no matching labels", path=p, expected=f"{label_key} with {n} rows",
-                    found="missing" if label_key not in arrays else f"shape {arrays.shape(label_key)}",
-                    fix="use the original MedMNIST file",
-                )
-            out[split] = (arrays[f"{split}_images"], arrays[label_key])
-        return out
-    finally:
-        arrays.close()
+        out[split] = (file.array(f"{split}_images"), file.array(label_key))
+    return out
 
 
 def _jsonable_metadata(metadata: Any) -> dict[str, Any]:

@@ -152,7 +152,7 @@ def _with_option(exc: MedimgError, *, parameter: str, path: Any = None, what: st
 def load_classifier_model(model: str | os.PathLike[str]) -> Any:
     """Resolve and load a classifier (folder or shipped name) for ``--classifier``; every error names the option."""
     from medimg.plans.model_folder import model_task
-    from medimg.tasks.registry import model_folder
+    from medimg.tasks.registry import get_task, model_folder
 
     try:
         folder = model_folder(model)
@@ -171,9 +171,7 @@ def load_classifier_model(model: str | os.PathLike[str]) -> Any:
             found="a plan.json of another task (a segmentation model?)" if has_plan else "a folder without plan.json",
             fix="give a classification model; segmentation models run through `medimg predict` or --pipeline")
     try:
-        from medimg.tasks.classify.predict import load_classifier
-
-        return load_classifier(folder)
+        return get_task("classify").loader()(folder)
     except MedimgError as exc:
         raise _with_option(exc, parameter="--classifier") from exc
 
@@ -182,7 +180,7 @@ def classify_image(model: Any, image: Image, *, name: str, uncertainty: str = "a
                    precision: str = "auto") -> Classification:
     """Classify one image as ``medimg predict`` would; a misfit (dimensions, channels, options) is one error that
     names the option, the image and the model."""
-    from medimg.tasks.classify.predict import predict_samples
+    from medimg.tasks.classify.predictor import predict_samples
 
     dims = int(model.plan.dims)
     if image.is_2d != (dims == 2):

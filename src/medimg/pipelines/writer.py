@@ -77,7 +77,8 @@ def write_analysis(image, result, out: Path, *, source: str, inputs: list[str], 
     from medimg.io import write
     from medimg.io.files import atomic_output_dir
     from medimg.measure import to_csv
-    from medimg.report import ReportSection, classification_record, classification_section, image_summary, render_html
+    from medimg.report import ReportSection, image_summary, render_html
+    from medimg.tasks.classify.writer import classification_record, classification_section
 
     # a fresh temporary folder; replaces OUT only when it is an earlier analyze output and holds no input
     with atomic_output_dir(out, inputs=inputs, replace_marker=("measurements.json", MARKER)) as tmp:
@@ -157,7 +158,7 @@ def _write_explanation(pred, image, folder: Path) -> tuple[dict[str, str], Any]:
     import numpy as np
     from PIL import Image as PILImage
 
-    from medimg.tasks.classify.predict import safe_file_stem, write_explanation
+    from medimg.tasks.classify.writer import safe_file_stem, write_explanation
 
     if pred.saliency is None:
         return {}, None

@@ -15,17 +15,14 @@ import torch
 
 from medimg.core.errors import ImageReadError, InvalidParameterError
 from medimg.io import read
-from medimg.tasks.classify import (
-    ClassifyTrainOptions,
-    load_classifier,
-    make_classification_splits,
-    open_prediction_inputs,
-    predict_samples,
-    train_classification,
-    validation_metrics,
-    write_predictions,
-)
+from medimg.tasks.classify.data import make_classification_splits
+from medimg.tasks.classify.evaluate import validation_metrics
+from medimg.tasks.classify.inputs import open_prediction_inputs
+from medimg.tasks.classify.predictor import load, predict_samples
+from medimg.tasks.classify.trainer import train
+from medimg.tasks.classify.writer import write_predictions
 from medimg.testing import require_data
+from medimg.train.run import TrainOptions
 
 TINY_3D = (("input_size", [16, 16, 16]), ("model_width", 8), ("batch_size", 4))
 
@@ -47,16 +44,16 @@ def adrenal_npz(tmp_path_factory) -> Path:
     return adrenal_subset(tmp_path_factory.mktemp("adrenal"))
 
 
-def _options(**changes) -> ClassifyTrainOptions:
+def _options(**changes) -> TrainOptions:
     base = dict(fold=0, n_folds=2, iterations=3, seed=0, split="train", overrides=TINY_3D, deterministic=True)
     base.update(changes)
-    return ClassifyTrainOptions(**base)
+    return TrainOptions(**base)
 
 
 @pytest.fixture(scope="module")
 def adrenal_model(adrenal_npz, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("models") / "adrenal"
-    train_classification(adrenal_npz, out, _options())
+    train(adrenal_npz, out, _options())
     return out
 
 
@@ -82,20 +79,20 @@ def test_model_folder_describes_itself(adrenal_model, adrenal_npz):
     splits = json.loads((adrenal_model / "splits.json").read_text())
     val_ids = [s for f in splits["folds"] for s in f["val"]]
     assert sorted(val_ids) == sorted(set(val_ids)) and len(val_ids) == 24
-    train = open_prediction_inputs(adrenal_npz, split="train")
-    labels = dict(zip(train.ids, train.labels))
+    train_inputs = open_prediction_inputs(adrenal_npz, split="train")
+    labels = dict(zip(train_inputs.ids, train_inputs.labels))
     for f in splits["folds"]:
         assert sorted(labels[s] for s in f["val"]).count("1") == 4
     # the weights are stored as float16 and the loaded model uses the stored temperature
     state = torch.load(fold / "model.pt", weights_only=True)
     assert all(v.dtype == torch.float16 for v in state.values() if v.is_floating_point())
-    model = load_classifier(adrenal_model)
+    model = load(adrenal_model)
     assert model.folds == ["fold_0"] and model.temperatures == [calib["temperature"]]
     assert next(model.networks[0].parameters()).dtype == torch.float32
 
 
 def test_predict_the_val_split_writes_csv_json_and_maps(adrenal_model, adrenal_npz, tmp_path):
-    model = load_classifier(adrenal_model)
+    model = load(adrenal_model)
     inputs = open_prediction_inputs(adrenal_npz)  # no test split in the file: the val split
     assert inputs.ids == tuple(f"val_{i}" for i in range(8))
     preds = predict_samples(model, inputs, uncertainty="auto", n_samples=4, explain="gradcam")
@@ -120,16 +117,47 @@ def test_predict_the_val_split_writes_csv_json_and_maps(adrenal_model, adrenal_n
     assert not list(tmp_path.glob(".out*"))  # no temporary folder left behind
 
 
+def test_predict_writes_nothing_and_result_write_writes_the_cli_files(adrenal_model, adrenal_npz, tmp_path,
+                                                                      monkeypatch):
+    """predict() computes in memory (no file anywhere); result.write(out) writes exactly what `medimg predict`
+    writes."""
+    from medimg.cli.main import main
+    from medimg.tasks.classify.predictor import predict
+
+    def files() -> set[Path]:
+        return {p for root in (tmp_path, adrenal_model, adrenal_npz.parent) for p in root.rglob("*")}
+
+    monkeypatch.chdir(tmp_path)
+    model = load(adrenal_model)
+    before = files()
+    result = predict(model, str(adrenal_npz), split="val", uncertainty="tta", samples=2)
+    assert files() == before
+    data = result.to_dict()
+    json.dumps(data, allow_nan=False)  # JSON-ready, no arrays
+    assert data["n"] == 8 and data["input"] == str(adrenal_npz) and data["metrics"]["n"] == 8
+    written = result.write(tmp_path / "lib")
+    expected = ["metrics.json", "predictions.csv", "predictions.json",
+                *[f"explain/val_{i}.{ext}" for i in range(8) for ext in ("nii.gz", "png")]]
+    assert sorted(p.relative_to(tmp_path / "lib").as_posix() for p in written) == sorted(expected)
+    assert all(p.is_file() for p in written)
+    assert main(["predict", str(adrenal_model), str(adrenal_npz), str(tmp_path / "cli"), "--split", "val",
+                 "--uncertainty", "tta", "--samples", "2", "--quiet"]) == 0
+    cli = sorted(p.relative_to(tmp_path / "cli").as_posix() for p in (tmp_path / "cli").rglob("*") if p.is_file())
+    assert cli == sorted(expected)
+    for name in ("predictions.csv", "predictions.json", "metrics.json"):
+        assert (tmp_path / "lib" / name).read_text() == (tmp_path / "cli" / name).read_text(), name
+
+
 def test_resume_continues_the_iteration_count(adrenal_model, adrenal_npz, tmp_path):
     out = tmp_path / "m"
     shutil.copytree(adrenal_model, out)
-    metrics = train_classification(adrenal_npz, out, _options(iterations=5, resume=True))
+    metrics = train(adrenal_npz, out, _options(iterations=5, resume=True))
     assert metrics["iterations"] == 5
     assert json.loads((out / "fold_0" / "metrics.json").read_text())["iterations"] == 5
 
 
 def test_same_seed_same_weights(adrenal_model, adrenal_npz, tmp_path):
-    train_classification(adrenal_npz, tmp_path / "again", _options())
+    train(adrenal_npz, tmp_path / "again", _options())
     a = torch.load(adrenal_model / "fold_0" / "model.pt", weights_only=True)
     b = torch.load(tmp_path / "again" / "fold_0" / "model.pt", weights_only=True)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -138,8 +166,8 @@ def test_same_seed_same_weights(adrenal_model, adrenal_npz, tmp_path):
 def test_two_folds_give_an_ensemble(adrenal_model, adrenal_npz, tmp_path):
     out = tmp_path / "m"
     shutil.copytree(adrenal_model, out)
-    train_classification(adrenal_npz, out, _options(fold=1))
-    model = load_classifier(out)
+    train(adrenal_npz, out, _options(fold=1))
+    model = load(out)
     assert model.folds == ["fold_0", "fold_1"] and len(model.temperatures) == 2
     inputs = open_prediction_inputs(adrenal_npz, split="val")
     preds = predict_samples(model, inputs, explain="none")
@@ -150,7 +178,7 @@ def test_two_folds_give_an_ensemble(adrenal_model, adrenal_npz, tmp_path):
         np.testing.assert_allclose(folds.mean(axis=0), p.probabilities, atol=1e-9)
     assert max(p.mutual_information for p in preds) > 0
     with pytest.raises(InvalidParameterError, match="ensemble needs several folds"):
-        predict_samples(load_classifier(out, folds=[1]), inputs, uncertainty="ensemble", explain="none")
+        predict_samples(load(out, folds=[1]), inputs, uncertainty="ensemble", explain="none")
     with pytest.raises(InvalidParameterError, match="no dropout"):
         predict_samples(model, inputs, uncertainty="mc_dropout", explain="none")
 
@@ -159,9 +187,9 @@ def test_changing_the_network_of_trained_folds_is_refused(adrenal_model, adrenal
     out = tmp_path / "m"
     shutil.copytree(adrenal_model, out)
     with pytest.raises(InvalidParameterError, match="already trained folds"):
-        train_classification(adrenal_npz, out, _options(fold=1, overrides=(("model_width", 16),)))
+        train(adrenal_npz, out, _options(fold=1, overrides=(("model_width", 16),)))
     with pytest.raises(InvalidParameterError, match="in-memory limit"):
-        train_classification(adrenal_npz, tmp_path / "big", _options(max_data_gb=1e-6))
+        train(adrenal_npz, tmp_path / "big", _options(max_data_gb=1e-6))
     assert not (tmp_path / "big").exists()  # refused before anything was written
 
 
@@ -175,7 +203,7 @@ def test_busi_csv_2d_mc_dropout_and_occlusion(tmp_path):
     table = tmp_path / "busi30.csv"
     table.write_text("\n".join(rows) + "\n")
     out = tmp_path / "busi"
-    metrics = train_classification(table, out, ClassifyTrainOptions(
+    metrics = train(table, out, TrainOptions(
         fold=0, n_folds=2, iterations=2, seed=1, deterministic=True,
         overrides=(("input_size", [64, 64]), ("model_width", 8), ("batch_size", 8), ("dropout", 0.2))))
     assert metrics["task"] == "multiclass" and metrics["n_train"] + metrics["n_val"] == 30
@@ -184,7 +212,7 @@ def test_busi_csv_2d_mc_dropout_and_occlusion(tmp_path):
     assert splits["grouped_by"] == "the CSV group column"
     val_patients = [{patient[s] for s in f["val"]} for f in splits["folds"]]
     assert not val_patients[0] & val_patients[1]
-    model = load_classifier(out)
+    model = load(out)
     images = [read(root / "benign" / "benign (1).png"), read(root / "normal" / "normal (1).png")]
     preds = predict_samples(model, images, uncertainty="auto", n_samples=5, explain="occlusion")
     for p in preds:
@@ -201,9 +229,9 @@ def test_load_classifier_refuses_other_folders(tmp_path):
     (tmp_path / "seg" / "plan.json").write_text(json.dumps({"schema_version": 1, "task": "segment",
                                                             "patch_size": [32, 32]}))
     with pytest.raises(ImageReadError, match="not a classification model"):
-        load_classifier(tmp_path / "seg")
+        load(tmp_path / "seg")
     with pytest.raises(ImageReadError, match="not a model folder"):
-        load_classifier(tmp_path)
+        load(tmp_path)
 
 
 def test_grouped_stratified_splits_and_multilabel_metrics():
@@ -225,25 +253,25 @@ def test_grouped_stratified_splits_and_multilabel_metrics():
 
 
 def test_fold_all_with_separate_validation_data(adrenal_npz, tmp_path):
-    metrics = train_classification(adrenal_npz, tmp_path / "m", _options(fold="all", iterations=2,
+    metrics = train(adrenal_npz, tmp_path / "m", _options(fold="all", iterations=2,
                                                                          val_data=adrenal_npz))
     assert metrics["fold"] == "fold_all" and metrics["n_train"] == 24 and metrics["n_val"] == 8
     assert "separate validation data" in metrics["calibration_set"]
     assert json.loads((tmp_path / "m" / "fold_all" / "calibration.json").read_text())["fitted"]
     assert not (tmp_path / "m" / "splits.json").exists()
-    bare = train_classification(adrenal_npz, tmp_path / "bare", _options(fold="all", iterations=1))
+    bare = train(adrenal_npz, tmp_path / "bare", _options(fold="all", iterations=1))
     assert "validation" not in bare and bare["temperature"] == 1.0
-    assert load_classifier(tmp_path / "bare").temperatures == [1.0]
+    assert load(tmp_path / "bare").temperatures == [1.0]
 
 
 def test_wall_clock_decides_when_no_iteration_count_is_given(adrenal_npz, tmp_path):
     # The plan's iteration count is an estimate from an assumed speed; without --iterations the clock stops the run.
     opts = _options(iterations=None, minutes=0.03, deterministic=False)
-    metrics = train_classification(adrenal_npz, tmp_path / "clock", opts)
+    metrics = train(adrenal_npz, tmp_path / "clock", opts)
     assert metrics["budget"].startswith("wall clock (0.03 min")
     assert metrics["stop_reason"] == "time budget of 0.03 min reached"
     # An explicit count is a budget of its own (and a deterministic run ignores the clock).
-    counted = train_classification(adrenal_npz, tmp_path / "count", _options(iterations=2))
+    counted = train(adrenal_npz, tmp_path / "count", _options(iterations=2))
     assert counted["budget"] == "2 iterations" and counted["iterations"] == 2
 
 
@@ -252,9 +280,9 @@ def test_3d_model_family_trains_and_predicts_on_real_volumes(name, adrenal_npz, 
     # 2.5D (slices as channels), ACS convolutions, the per-slice CNN + bidirectional LSTM, DenseNet and MobileNet
     # through the same command path: planned, trained, calibrated, then every prediction carries a map.
     out = tmp_path / name
-    metrics = train_classification(adrenal_npz, out, _options(iterations=2, overrides=TINY_3D + (("model", name),)))
+    metrics = train(adrenal_npz, out, _options(iterations=2, overrides=TINY_3D + (("model", name),)))
     assert metrics["iterations"] == 2 and 0.0 <= metrics["validation"]["accuracy"] <= 1.0
-    model = load_classifier(out)
+    model = load(out)
     preds = predict_samples(model, open_prediction_inputs(adrenal_npz, split="val"), uncertainty="tta", n_samples=2)
     assert len(preds) == 8 and all(abs(p.probabilities.sum() - 1) < 1e-5 for p in preds)
     assert all(p.saliency is not None and p.saliency.shape == (16, 16, 16) for p in preds)
@@ -267,14 +295,14 @@ def test_transfer_from_our_own_shipped_model(adrenal_npz, tmp_path):
         pytest.skip("shipped AdrenalMNIST3D model missing")
     opts = _options(iterations=1, overrides=(("input_size", [16, 16, 16]), ("batch_size", 4)),
                     init_from="adrenalmnist3d")
-    metrics = train_classification(adrenal_npz, tmp_path / "tl", opts)
+    metrics = train(adrenal_npz, tmp_path / "tl", opts)
     assert metrics["init_from"] == {"model": "adrenalmnist3d/fold_0", "fraction_loaded": 1.0, "kept_fresh": []}
     plan = json.loads((tmp_path / "tl" / "plan.json").read_text())
     assert (plan["model"], plan["model_width"], plan["stem"]) == ("resnet18", 16, "small")  # taken from it
     # a segmentation model, or a 3D model for 2D data, is refused before anything is written
     with pytest.raises(InvalidParameterError, match="not a classification model"):
-        train_classification(adrenal_npz, tmp_path / "bad", _options(init_from="hippocampus"))
+        train(adrenal_npz, tmp_path / "bad", _options(init_from="hippocampus"))
     with pytest.raises(InvalidParameterError, match="the network does not match|does not match the plan"):
-        train_classification(adrenal_npz, tmp_path / "bad", _options(init_from="adrenalmnist3d",
+        train(adrenal_npz, tmp_path / "bad", _options(init_from="adrenalmnist3d",
                                                                      overrides=TINY_3D + (("model", "vgg16"),)))
     assert not (tmp_path / "bad").exists()

@@ -10,7 +10,8 @@ import pytest
 
 from medimg.cli.main import main
 from medimg.metrics.classification import roc_auc
-from medimg.tasks.classify import load_classifier, open_prediction_inputs, predict_samples
+from medimg.tasks.classify.inputs import open_prediction_inputs
+from medimg.tasks.classify.predictor import load, predict_samples
 from medimg.testing import require_data
 from medimg.zoo import ZOO, resolve_model
 
@@ -23,7 +24,7 @@ def val_inputs():
 
 
 def test_shipped_model_on_the_held_out_val_split(val_inputs):
-    model = load_classifier(resolve_model("adrenalmnist3d"))
+    model = load(resolve_model("adrenalmnist3d"))
     assert model.class_names == ("0", "1") and model.plan.input_size == (28, 28, 28) and len(model.folds) == 3
     splits = json.loads((model.path / "splits.json").read_text())
     assert not any(s.startswith("val") for fold in splits["folds"] for s in fold["train"] + fold["val"])

@@ -13,15 +13,10 @@ from PIL import Image as PILImage
 
 from medimg.augment.batch import AugSpec
 from medimg.core.errors import InvalidParameterError
-from medimg.plans.classify_plan import (
-    CLASSIFY_SCHEMA_VERSION,
-    ClassifyPlan,
-    estimate_gflops,
-    estimate_memory_gb,
-    plan_classification,
-    preprocess_sample,
-)
-from medimg.tasks.classify import open_classification_dataset
+from medimg.tasks.classify.data import open_classification_dataset
+from medimg.tasks.classify.plan import CLASSIFY_SCHEMA_VERSION, ClassifyPlan
+from medimg.tasks.classify.planner import estimate_gflops, estimate_memory_gb, plan_classification
+from medimg.tasks.classify.preprocess import preprocess_sample
 from medimg.testing import require_data
 
 
@@ -185,7 +180,7 @@ def test_json_errors(tmp_path):
     plan = _small_plan()
     data = plan.to_dict()
     assert ClassifyPlan.from_dict(data) == plan
-    with pytest.raises(InvalidParameterError, match="unknown classification plan fields.*colour"):
+    with pytest.raises(InvalidParameterError, match="unknown classify plan fields.*colour"):
         ClassifyPlan.from_dict({**data, "colour": 1})
     with pytest.raises(InvalidParameterError, match="newer medimg"):
         ClassifyPlan.from_dict({**data, "schema_version": CLASSIFY_SCHEMA_VERSION + 1})
@@ -286,3 +281,28 @@ def test_network_kwargs_build_a_classifier_spec():
     assert (spec.name, spec.dims, spec.n_classes, spec.width, spec.stem, spec.slices) == (
         "resnet18_25d", 3, 3, 16, "small", 28)
     assert spec.se and spec.dropout == 0.2 and spec_module.STEMS == ("small", "imagenet")
+
+
+def test_shipped_adrenal_plan_round_trips_unchanged():
+    """The shipped zoo model's plan.json reads into a ClassifyPlan and writes back to the same JSON, and the task
+    registry knows the folder as a classification model by its plan's task field."""
+    import json
+
+    from medimg.tasks.registry import task_of_plan
+    from medimg.zoo import resolve_model
+
+    path = resolve_model("adrenalmnist3d") / "plan.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    plan = ClassifyPlan.load(path)
+    assert plan.to_dict() == data
+    assert json.loads(ClassifyPlan.from_json(plan.to_json()).to_json()) == data
+    assert task_of_plan(data).name == "classify" and plan.TASK == "classify"
+    assert task_of_plan({k: v for k, v in data.items() if k != "task"}).name == "classify"  # legacy: input_size
+
+
+def test_replace_drops_class_weights_with_an_unweighted_loss():
+    plan = _small_plan().replace(loss="weighted_ce", class_weights=(1.0, 2.0, 3.0))
+    assert plan.class_weights == (1.0, 2.0, 3.0)
+    assert plan.replace(loss="ce").class_weights is None
+    with pytest.raises(InvalidParameterError, match="augmentation.spin"):
+        plan.replace(**{"augmentation.spin": 1.0})
