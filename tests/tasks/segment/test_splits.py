@@ -3,7 +3,7 @@
 import pytest
 
 from medimg.core.errors import InvalidParameterError
-from medimg.tasks.segment.data import case_groups, make_splits
+from medimg.train.splits import case_groups, make_splits
 
 HC18_LIKE = ["010_HC", "010_2HC", "011_HC", "012_HC", "012_2HC", "012_3HC", "013_HC", "014_HC", "015_HC", "016_HC"]
 

@@ -57,6 +57,7 @@ import numpy as np
 from medimg.core.errors import ImageReadError, InvalidParameterError, MedimgError
 from medimg.core.image import Image
 from medimg.io.npz import MedMNISTFile
+from medimg.plans.verify import VerifyReport
 from medimg.tasks.classify.data_sources import (
     DEFAULT_EXCLUDE,
     IMAGE_EXTENSIONS,
@@ -68,7 +69,6 @@ from medimg.tasks.classify.data_sources import (
     open_medmnist,
     read_sample_file,
 )
-from medimg.tasks.segment.data import VerifyReport
 
 logger = logging.getLogger(__name__)
 

@@ -261,7 +261,7 @@ def _plan(ds: Any, out: Path, options: TrainOptions, old: ClassifyPlan | None) -
 def _splits(ds: Any, out: Path, plan: Any,
             options: TrainOptions) -> tuple[list[dict[str, list[str]]], dict[str, Any] | None]:
     """The folds, and the splits.json content to write when they are new (None when read from the folder)."""
-    from medimg.tasks.segment.trainer import case_groups
+    from medimg.train.splits import case_groups
 
     path = out / "splits.json"
     if path.exists():

@@ -321,7 +321,7 @@ def _load_splits(path: str, cases: Sequence[str]) -> list[dict[str, list[str]]]:
 
 
 def _fold_cases(ds: Any, out: Path, options: RegisterTrainOptions) -> tuple[str, list[str], list[str], Any]:
-    from medimg.tasks.segment.trainer import make_splits
+    from medimg.train.splits import make_splits
 
     if options.fold == "all":
         return "fold_all", list(ds.cases), [], None

@@ -29,10 +29,8 @@ from __future__ import annotations
 import csv
 import logging
 import os
-import re
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image as PILImage
@@ -40,10 +38,11 @@ from PIL import Image as PILImage
 from medimg.core.enums import Kind
 from medimg.core.errors import GeometryMismatchError, ImageReadError, InvalidParameterError, MedimgError
 from medimg.core.image import Image
+from medimg.plans.verify import VerifyReport
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SegDataset", "VerifyReport", "verify_dataset", "MASK_SUFFIXES", "make_splits", "case_groups"]
+__all__ = ["SegDataset", "VerifyReport", "verify_dataset", "MASK_SUFFIXES"]
 
 _RASTER = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
 #: Suffixes after the image stem that name its mask in a 2D layout (compared case-insensitively).
@@ -387,46 +386,6 @@ class SegDataset:
 
 
 # ---- verification ----------------------------------------------------------------------------------------------
-@dataclass
-class VerifyReport:
-    """What :func:`verify_dataset` found.
-
-    Attributes:
-        problems: (case, what, fix) for each thing that would break training.
-        warnings: (case, what, fix) for each thing worth a look (empty label maps, probable instance maps).
-        shapes: case -> spatial shape (Z, Y, X) of the cases that loaded.
-        n_checked: number of cases looked at.
-    """
-
-    root: str
-    n_cases: int
-    n_checked: int = 0
-    problems: list[tuple[str, str, str]] = field(default_factory=list)
-    warnings: list[tuple[str, str, str]] = field(default_factory=list)
-    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    def to_text(self) -> str:
-        lines = [f"dataset {self.root}: {self.n_checked} of {self.n_cases} cases checked, "
-                 f"{len(self.problems)} problems, {len(self.warnings)} warnings"]
-        lines += [f"PROBLEM {case}: {what}. Fix: {fix}" for case, what, fix in self.problems]
-        lines += [f"warning {case}: {what}. Fix: {fix}" for case, what, fix in self.warnings]
-        return "\n".join(lines)
-
-    def raise_if_bad(self) -> None:
-        """Raise :class:`InvalidParameterError` naming the first problem and the number of problems."""
-        if self.problems:
-            case, what, fix = self.problems[0]
-            raise InvalidParameterError(
-                f"dataset has {len(self.problems)} problem(s); first: case '{case}': {what}", parameter="dataset",
-                expected="a dataset that verifies cleanly", found=f"{len(self.problems)} problems in {self.root}",
-                fix=f"{fix}; list every problem with `medimg verify {self.root}`",
-            )
-
-
 def verify_dataset(ds: SegDataset, *, max_cases: int | None = None) -> VerifyReport:
     """Load every case (or the first ``max_cases``) and report what is wrong, without raising.
 
@@ -483,56 +442,3 @@ def verify_dataset(ds: SegDataset, *, max_cases: int | None = None) -> VerifyRep
                                 "open with SegDataset.open(root, foreground_only=True) for binary labels"))
     logger.info("verified %s: %d problems, %d warnings", ds.root, len(report.problems), len(report.warnings))
     return report
-
-
-# ---- k-fold splits ------------------------------------------------------------------------------------------------
-def case_groups(cases: Sequence[str], pattern: str | None) -> dict[str, str]:
-    """Group id of each case: the first capture group (or the whole match) of ``pattern`` searched in the case id.
-
-    With ``pattern=None`` every case is its own group. Used to keep the images of one patient in one fold, e.g.
-    ``r"^(\\d+)_"`` puts HC18's ``010_HC`` and ``010_2HC`` (the same fetus) together.
-
-    Raises:
-        InvalidParameterError: ``pattern`` is not a valid regular expression, or does not match a case id.
-
-    Example:
-        >>> case_groups(["010_HC", "010_2HC", "011_HC"], r"^(\\d+)_")
-        {'010_HC': '010', '010_2HC': '010', '011_HC': '011'}
-    """
-    if pattern is None:
-        return {c: c for c in cases}
-    try:
-        rx = re.compile(pattern)
-    except re.error as err:
-        raise InvalidParameterError("not a regular expression", parameter="--group-by", found=pattern,
-                                    expected="a Python regex, e.g. '^(\\d+)_'", fix=f"fix the pattern ({err})") from err
-    out = {}
-    for case in cases:
-        m = rx.search(case)
-        if m is None:
-            raise InvalidParameterError("group pattern does not match a case id", parameter="--group-by",
-                                        expected=f"a match in every case id, e.g. in '{case}'", found=pattern,
-                                        fix="write a pattern that matches every case, with the patient id as "
-                                        "its first group")
-        out[case] = m.group(1) if rx.groups else m.group(0)
-    return out
-
-
-def make_splits(cases: Sequence[str], n_folds: int, seed: int, *,
-                groups: dict[str, str] | None = None) -> list[dict[str, list[str]]]:
-    """k-fold split by case id (shuffled with ``seed``); every case is validated exactly once.
-
-    With ``groups`` (case id -> group id, see :func:`case_groups`) whole groups go to one fold, so no patient has
-    images on both sides of a split.
-    """
-    group_of = groups or {c: c for c in cases}
-    keys = sorted({group_of[c] for c in cases})
-    if n_folds < 2 or n_folds > len(keys):
-        raise InvalidParameterError("bad number of folds", parameter="--folds",
-                                    expected=f"2..{len(keys)} (number of {'groups' if groups else 'cases'})",
-                                    found=n_folds, fix="use --folds 5, or --fold all to train on every case")
-    np.random.default_rng(seed).shuffle(keys)
-    fold_of = {g: k % n_folds for k, g in enumerate(keys)}
-    folds = [sorted(c for c in cases if fold_of[group_of[c]] == k) for k in range(n_folds)]
-    return [{"train": sorted(c for j, f in enumerate(folds) if j != k for c in f), "val": folds[k]}
-            for k in range(n_folds)]

@@ -22,15 +22,14 @@ import torch
 from medimg.core.errors import InvalidParameterError
 from medimg.io.files import write_json_atomic
 from medimg.tasks.segment import OPTIONS
-from medimg.tasks.segment.data import case_groups, make_splits
 from medimg.tasks.segment.evaluate import decide_postprocess, validate_cases
 from medimg.train.loop import Callback, TrainState
 from medimg.train.run import TrainingRun, TrainOptions
+from medimg.train.splits import case_groups, make_splits
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["OPTIONS", "TrainOptions", "train", "train_segmentation", "ValidationCallback", "make_splits",
-           "case_groups"]
+__all__ = ["OPTIONS", "TrainOptions", "train", "train_segmentation", "ValidationCallback"]
 
 class ValidationCallback(Callback):
     """Validate every ``every_s`` seconds of training; the time spent validating does not count as training."""

@@ -1,0 +1,52 @@
+"""The report a dataset check returns (every task's ``verify``): problems that would break training, warnings worth
+a look, and one error naming the first problem."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from medimg.core.errors import InvalidParameterError
+
+__all__ = ["VerifyReport"]
+
+
+@dataclass
+class VerifyReport:
+    """What :func:`verify_dataset` found.
+
+    Attributes:
+        problems: (case, what, fix) for each thing that would break training.
+        warnings: (case, what, fix) for each thing worth a look (empty label maps, probable instance maps).
+        shapes: case -> spatial shape (Z, Y, X) of the cases that loaded.
+        n_checked: number of cases looked at.
+    """
+
+    root: str
+    n_cases: int
+    n_checked: int = 0
+    problems: list[tuple[str, str, str]] = field(default_factory=list)
+    warnings: list[tuple[str, str, str]] = field(default_factory=list)
+    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_text(self) -> str:
+        lines = [f"dataset {self.root}: {self.n_checked} of {self.n_cases} cases checked, "
+                 f"{len(self.problems)} problems, {len(self.warnings)} warnings"]
+        lines += [f"PROBLEM {case}: {what}. Fix: {fix}" for case, what, fix in self.problems]
+        lines += [f"warning {case}: {what}. Fix: {fix}" for case, what, fix in self.warnings]
+        return "\n".join(lines)
+
+    def raise_if_bad(self) -> None:
+        """Raise :class:`InvalidParameterError` naming the first problem and the number of problems."""
+        if self.problems:
+            case, what, fix = self.problems[0]
+            raise InvalidParameterError(
+                f"dataset has {len(self.problems)} problem(s); first: case '{case}': {what}", parameter="dataset",
+                expected="a dataset that verifies cleanly", found=f"{len(self.problems)} problems in {self.root}",
+                fix=f"{fix}; list every problem with `medimg verify {self.root}`",
+            )
+
+
