@@ -75,7 +75,7 @@ def hippocampus(args: argparse.Namespace) -> None:
 
     from medimg.classical.registration import register, warp
     from medimg.io import read
-    from medimg.tasks.register.predict import LearnedRegistration
+    from medimg.tasks.register.predictor import LearnedRegistration
 
     root = DATA / "hippocampus"
     t_load = time.perf_counter()
@@ -145,7 +145,7 @@ def hippocampus_seeds(args: argparse.Namespace) -> None:
     the learned Dice over training seeds, against the classical rows of the 'hippocampus' section."""
     from medimg.classical.registration import jacobian_summary, warp
     from medimg.io import read
-    from medimg.tasks.register.predict import LearnedRegistration
+    from medimg.tasks.register.predictor import LearnedRegistration
 
     root = DATA / "hippocampus"
     pairs = json.loads(PAIRS.read_text())["pairs"][: args.pairs]
@@ -237,7 +237,7 @@ def brain(args: argparse.Namespace) -> None:
     points = _brain_points(fixed, seg > 0, 5000, seed=0)
     learned = None
     if args.model:
-        from medimg.tasks.register.predict import LearnedRegistration
+        from medimg.tasks.register.predictor import LearnedRegistration
 
         learned = LearnedRegistration.load(args.model)
         learned.register(fixed, warp(fixed, _random_bspline(to_sitk(fixed), grid_mm=40.0, std_mm=3.0, seed=99),

@@ -53,7 +53,7 @@ def seg_model(hippo, tmp_path_factory) -> Path:
 # ---- item 5: a model folder opens by its plan's task ------------------------------------------------------------
 def test_every_shipped_zoo_model_opens_by_its_plan_task():
     from medimg.tasks.classify.predictor import load as load_classifier
-    from medimg.tasks.register.predict import LearnedRegistration
+    from medimg.tasks.register.predictor import LearnedRegistration
     from medimg.tasks.segment.predictor import load_model
 
     loaders = {"segment": load_model, "classify": load_classifier, "register": LearnedRegistration.load}
@@ -258,7 +258,7 @@ def test_crafted_pickle_is_refused_and_never_run(seg_model, hippo, tmp_path, cap
 def test_garbage_model_pt_is_one_line(model, tmp_path):
     from medimg.core.errors import ImageReadError
     from medimg.tasks.classify.predictor import load as load_classifier
-    from medimg.tasks.register.predict import LearnedRegistration
+    from medimg.tasks.register.predictor import LearnedRegistration
     from medimg.tasks.segment.predictor import load_model
 
     folder = tmp_path / model
@@ -315,7 +315,7 @@ def test_plan_needing_more_memory_than_the_machine_is_one_line(model, tmp_path, 
     plan["batch_size"] = 64
     (folder / "plan.json").write_text(json.dumps(plan))
     if model == "hippocampus_registration":
-        from medimg.tasks.register.predict import LearnedRegistration
+        from medimg.tasks.register.predictor import LearnedRegistration
 
         with pytest.raises(InvalidParameterError, match="more memory"):
             LearnedRegistration.load(folder)

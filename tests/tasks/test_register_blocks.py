@@ -11,21 +11,23 @@ import torch.nn.functional as F
 
 from medimg.core.errors import InvalidParameterError
 from medimg.metrics.registration import jacobian_determinant
-from medimg.tasks.register import (
-    RegistrationUNet,
+from medimg.models.registration_unet import RegistrationUNet
+from medimg.models.spatial import (
     SpatialTransformer,
-    bending_energy,
     compose,
-    diffusion_regulariser,
     from_physical,
     integrate_velocity,
+    to_metric_layout,
+    to_physical,
+    warp,
+)
+from medimg.tasks.register.losses import (
+    bending_energy,
+    diffusion_regulariser,
     local_ncc_loss,
     mse_loss,
     mutual_information_loss,
     soft_dice_loss,
-    to_metric_layout,
-    to_physical,
-    warp,
 )
 
 

@@ -21,20 +21,20 @@ from medimg.core.image import Image
 from medimg.io import read, write
 from medimg.io.sitk_bridge import to_sitk
 from medimg.models import RegistrationSpec, build_registration_net, list_registration_nets
-from medimg.tasks.register.data import (
-    RegDataset,
+from medimg.tasks.register.data import RegDataset, check_pair_image
+from medimg.tasks.register.losses import registration_loss
+from medimg.tasks.register.plan import RegisterPlan
+from medimg.tasks.register.planner import MAX_VOXELS, plan_registration
+from medimg.tasks.register.predictor import LearnedRegistration
+from medimg.tasks.register.preprocess import (
     canonical_grid,
     centre_translation,
-    check_pair_image,
     image_centre,
     normalise,
     to_canonical,
 )
-from medimg.tasks.register.plan import MAX_VOXELS, RegisterPlan, plan_registration
-from medimg.tasks.register.predict import LearnedRegistration
 from medimg.tasks.register.trainer import (
     RegisterTrainOptions,
-    registration_loss,
     simulate_field,
     train_registration,
 )
@@ -293,7 +293,7 @@ def test_cross_modal_and_affine_variants_train_and_register(plain_folder, tmp_pa
 
 def test_simulate_field_and_supervised_loss():
     from medimg.metrics.registration import jacobian_determinant
-    from medimg.tasks.register.transform import to_metric_layout
+    from medimg.models.spatial import to_metric_layout
 
     u = simulate_field((12, 16, 16), 3.0, np.random.default_rng(1))
     again = simulate_field((12, 16, 16), 3.0, np.random.default_rng(1))

@@ -10,7 +10,9 @@ the names with :func:`list_classifiers`. Registered: ``resnet18``, ``resnet34``,
 ``(B, C, *spatial)`` to ``(B, n_classes)`` logits and exposes ``cam_layer`` for Grad-CAM.
 
 Registration: :class:`RegistrationSpec`, :func:`build_registration_net`, :func:`list_registration_nets`;
-registered: ``registration_unet`` (a dense displacement or velocity field from a fixed/moving pair).
+registered: ``registration_unet`` (a dense displacement or velocity field from a fixed/moving pair,
+:mod:`medimg.models.registration_unet`); the dense-field transforms it uses (warp, scaling and squaring, composition,
+units) are in :mod:`medimg.models.spatial`.
 
 Example:
     >>> from medimg.models import NetworkSpec, build_network

@@ -1,6 +1,6 @@
 """Registration networks, registered by name: a :class:`RegistrationSpec` in, an ``nn.Module`` out whose
 ``forward(fixed, moving)`` returns ``(warped, displacement)`` and whose ``predict_field(fixed, moving)`` returns the
-raw field (see :class:`medimg.tasks.register.network.RegistrationUNet`).
+raw field (see :class:`medimg.models.registration_unet.RegistrationUNet`).
 
 Example:
     >>> net = build_registration_net(RegistrationSpec(name="registration_unet", dims=2, features=(4, 8)))
@@ -64,6 +64,6 @@ def list_registration_nets(pattern: str | None = None) -> list[str]:
 
 @register_registration_net("registration_unet")
 def _registration_unet(spec: RegistrationSpec) -> torch.nn.Module:
-    from medimg.tasks.register.network import RegistrationUNet
+    from medimg.models.registration_unet import RegistrationUNet
 
     return RegistrationUNet(spec.dims, features=spec.features, integrate=spec.integrate, steps=spec.steps)

@@ -224,18 +224,21 @@ class TrainingRun:
     # ---- folds ----------------------------------------------------------------------------------------------
     def fold(self, cases: Sequence[str], make_splits: Callable[[], list[dict[str, list[str]]]], *,
              record: dict[str, Any] | None = None,
-             check: Callable[[list[dict[str, list[str]]]], None] | None = None) -> Fold:
+             check: Callable[[list[dict[str, list[str]]]], None] | None = None, write: bool = True) -> Fold:
         """The fold to train, from ``options.splits``, the folder's splits.json, or ``make_splits()`` (saved with
         ``record`` beside the folds); creates the fold folder.
+
+        With ``write=False`` nothing is written yet (a trainer that checks more before writing its model folder):
+        :meth:`write_fold` then writes the new splits.json and creates the fold folder.
 
         Raises:
             InvalidParameterError: a fold number outside the splits, or splits that do not fit the dataset.
         """
-        from medimg.io.files import write_json_atomic
-
+        self._pending_splits: dict[str, Any] | None = None
         if self.options.fold == "all":
             folder = self.out / self.fold_name
-            folder.mkdir(parents=True, exist_ok=True)
+            if write:
+                self.write_fold()
             return Fold(self.fold_name, -1, folder, [str(c) for c in cases], [])
         path = self.out / "splits.json"
         new: dict[str, Any] | None = None
@@ -252,12 +255,22 @@ class TrainingRun:
         k = self.fold_index
         if not 0 <= k < len(folds):
             raise bad_value("--fold", "fold out of range", f"0..{len(folds) - 1}", k, "pick an existing fold or 'all'")
+        self._pending_splits = new
+        if write:
+            self.write_fold()
+        return Fold(self.fold_name, k, self.out / self.fold_name, list(folds[k]["train"]), list(folds[k]["val"]))
+
+    def write_fold(self) -> Path:
+        """Write what :meth:`fold` chose: a new splits.json (when the folds were made or given) and the fold folder."""
+        from medimg.io.files import write_json_atomic
+
+        new = getattr(self, "_pending_splits", None)
         if new is not None:
             self.out.mkdir(parents=True, exist_ok=True)
-            write_json_atomic(path, new)
-        folder = self.out / self.fold_name
-        folder.mkdir(parents=True, exist_ok=True)
-        return Fold(self.fold_name, k, folder, list(folds[k]["train"]), list(folds[k]["val"]))
+            write_json_atomic(self.out / "splits.json", new)
+            self._pending_splits = None
+        self.folder.mkdir(parents=True, exist_ok=True)
+        return self.folder
 
     # ---- weights, checkpoint, metrics ---------------------------------------------------------------------------
     @property

@@ -1,47 +1,60 @@
-"""Learned deformable registration: building blocks, the self-configuring trainer and prediction.
+"""Learned deformable registration, and the library side of ``medimg register`` (classical and learned methods).
 
 Fields are ``(B, D, *spatial)`` displacements in voxels, components in spatial-axis order (z, y, x / y, x), applied
-as a pull-back ``warped(x) = moving(x + u(x))`` on the fixed grid.
+as a pull-back ``warped(x) = moving(x + u(x))`` on the fixed grid; the network and the field transforms live in
+:mod:`medimg.models.registration_unet` and :mod:`medimg.models.spatial`.
 
-* :func:`train_registration` (``medimg train register DATA -o MODEL_DIR``): plan (:class:`RegisterPlan`), folds,
-  unsupervised (local NCC / MI / MSE + diffusion or bending energy + optional label Dice) or supervised (simulated
-  fields) training with the shared loop.
-* :class:`LearnedRegistration` (``medimg register --method learned --model DIR``): a model folder (or zoo name)
-  -> a :class:`~medimg.classical.registration.RegistrationResult` whose transform is ``A o (x + u(x))``.
+* ``plan`` (:class:`RegisterPlan`), ``planner`` (:func:`plan_registration`), ``data`` (datasets, pairs, landmarks),
+  ``preprocess`` (the fixed grid of training and prediction), ``losses``, ``trainer`` (``medimg train register``:
+  :func:`~medimg.tasks.register.trainer.train`), ``evaluate`` (validation pairs, label Dice, TRE), ``predictor``
+  (:class:`LearnedRegistration`), ``pairs`` (:class:`RegisterOptions`, :func:`register_images`), ``writer``
+  (:class:`RegisterResult`: the per-pair folder of ``medimg register``, the batch summary).
+* A registration model is not run by ``medimg predict``: it registers pairs (``medimg register FIXED MOVING -o OUT
+  --method learned --model MODEL``).
 
 Example:
-    >>> reg = LearnedRegistration.load("hippocampus_registration")          # doctest: +SKIP
-    >>> result = reg.register(fixed_image, moving_image)                     # doctest: +SKIP
-    >>> result.seconds, result.transform.GetName()                           # doctest: +SKIP
-    (0.06, 'CompositeTransform')
+    >>> from medimg.tasks.register import RegisterOptions, register_images              # doctest: +SKIP
+    >>> result = register_images(fixed, moving, RegisterOptions(method="learned", model="hippocampus_registration"))
+    ... # doctest: +SKIP
+    >>> result.write("out/")   # warped.nii.gz, transform.h5, displacement.nii.gz, metrics.json, ...  # doctest: +SKIP
+
+Names are imported on first use (importing the package registers the task and imports neither torch nor ITK).
 """
 
-from medimg.tasks.register.losses import (
-    bending_energy,
-    diffusion_regulariser,
-    local_ncc_loss,
-    mse_loss,
-    mutual_information_loss,
-    soft_dice_loss,
-)
-from medimg.tasks.register.network import RegistrationUNet
-from medimg.tasks.register.plan import RegisterPlan, plan_registration
-from medimg.tasks.register.predict import LearnedRegistration
-from medimg.tasks.register.trainer import RegisterTrainOptions, train_registration
-from medimg.tasks.register.transform import (
-    SpatialTransformer,
-    compose,
-    from_physical,
-    identity_grid,
-    integrate_velocity,
-    to_metric_layout,
-    to_physical,
-    warp,
-)
+from __future__ import annotations
 
-__all__ = [
-    "SpatialTransformer", "warp", "identity_grid", "integrate_velocity", "compose", "to_physical", "from_physical",
-    "to_metric_layout", "local_ncc_loss", "mutual_information_loss", "mse_loss", "diffusion_regulariser",
-    "bending_energy", "soft_dice_loss", "RegistrationUNet", "RegisterPlan", "plan_registration",
-    "LearnedRegistration", "RegisterTrainOptions", "train_registration",
-]
+import importlib
+from typing import Any
+
+from medimg.tasks.registry import TaskSpec, register_task
+
+register_task(TaskSpec(
+    name="register",
+    summary="learned deformable registration of image pairs (fixed, moving)",
+    plan="medimg.tasks.register.plan:RegisterPlan",
+    train="medimg.tasks.register.trainer:train",
+    load="medimg.tasks.register.predictor:load",
+    predict=None,
+    pointer="medimg register FIXED MOVING -o OUT --method learned --model MODEL",
+    options=("splits",),
+    legacy_keys=("grid", "features"),
+))
+
+_LAZY = {
+    "RegisterPlan": "plan", "plan_registration": "planner", "RegDataset": "data", "read_pairs": "data",
+    "read_landmarks": "data", "Pair": "data", "LearnedRegistration": "predictor", "RegisterOptions": "pairs",
+    "register_images": "pairs", "register_pair": "pairs", "RegisterResult": "writer",
+    "train": "trainer", "train_registration": "trainer", "RegisterTrainOptions": "trainer",
+    "local_ncc_loss": "losses", "mutual_information_loss": "losses", "mse_loss": "losses",
+    "diffusion_regulariser": "losses", "bending_energy": "losses", "soft_dice_loss": "losses",
+    "registration_loss": "losses",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'medimg.tasks.register' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"medimg.tasks.register.{module}"), name)

@@ -1,13 +1,13 @@
 """Similarity losses and field regularisers for learned registration (2D and 3D, plain tensors).
 
 Images are ``(B, C, *spatial)``; fields are ``(B, D, *spatial)`` in voxels, components in spatial-axis order (see
-:mod:`medimg.tasks.register.transform`). Every loss returns a scalar to MINIMISE (similarities are negated) and is
+:mod:`medimg.models.spatial`). Every loss returns a scalar to MINIMISE (similarities are negated) and is
 averaged over the batch.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from medimg.core.errors import InvalidParameterError
 
 __all__ = ["local_ncc_loss", "mutual_information_loss", "mse_loss", "diffusion_regulariser", "bending_energy",
-           "soft_dice_loss"]
+           "soft_dice_loss", "registration_loss"]
 
 
 def _check_pair(fixed: torch.Tensor, warped: torch.Tensor) -> int:
@@ -201,3 +201,38 @@ def soft_dice_loss(fixed_onehot: torch.Tensor, warped_onehot: torch.Tensor, *, e
     inter = (fixed_onehot * warped_onehot).sum(dim=axes)
     denom = fixed_onehot.sum(dim=axes) + warped_onehot.sum(dim=axes)
     return 1.0 - ((2.0 * inter + eps) / (denom + eps)).mean()
+
+
+def registration_loss(plan: Any) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """``loss(raw field, target)`` of a :class:`~medimg.tasks.register.plan.RegisterPlan` for the shared loop
+    (target as built by the trainer's pair iterator: ``cat(fixed, moving, extras)``; see its text)."""
+    from medimg.models.spatial import integrate_velocity, warp
+
+    dims = plan.dims
+    k = max(plan.n_labels - 1, 0)
+
+    def similarity(fixed: torch.Tensor, warped: torch.Tensor) -> torch.Tensor:
+        if plan.similarity == "ncc":
+            return local_ncc_loss(fixed, warped, window=plan.ncc_window)
+        if plan.similarity == "mi":
+            return mutual_information_loss(fixed, warped)
+        return mse_loss(fixed, warped)
+
+    def regulariser(v: torch.Tensor) -> torch.Tensor:
+        return diffusion_regulariser(v) if plan.regulariser == "diffusion" else bending_energy(v)
+
+    def loss(raw: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        raw = raw.float()
+        u = integrate_velocity(raw, plan.steps) if plan.integrate else raw
+        fixed, moving = target[:, :1], target[:, 1:2]
+        if plan.mode == "supervised":
+            truth = target[:, 2:2 + dims]
+            return (u - truth).pow(2).sum(1).mean() + plan.reg_weight * 0.01 * regulariser(raw)
+        total = similarity(fixed, warp(moving, u)) + plan.reg_weight * regulariser(raw)
+        if plan.dice_weight > 0 and k > 0 and target.shape[1] >= 2 + 2 * k:
+            fixed_oh, moving_oh = target[:, 2:2 + k], target[:, 2 + k:2 + 2 * k]
+            total = total + plan.dice_weight * soft_dice_loss(fixed_oh, warp(moving_oh, u),
+                                                              include_background=True)
+        return total
+
+    return loss

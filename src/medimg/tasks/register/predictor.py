@@ -1,13 +1,17 @@
-"""Registration with a trained model: :class:`LearnedRegistration` (``medimg register --method learned``).
+"""Registration with a trained model: :func:`load` -> :class:`LearnedRegistration` (``medimg register --method
+learned``; :func:`medimg.tasks.register.pairs.register_images` runs it like the classical methods).
 
-For a pair, the fixed image's grid at the plan's spacing (centred on the fixed image, grown to cover it) receives
-the fixed image and the moving image resampled through the pre-alignment (centre translation, or a classical affine
-registration with ``prealign="affine"``), both normalised as in training. The network predicts a displacement ``u``
-(voxels) on that grid; every fold's velocity (or displacement) is averaged before integration. The result is a
-SimpleITK transform ``T(x) = A(x + u(x))`` (fixed points -> moving points, LPS mm): a composite of the
-pre-alignment ``A`` and a ``DisplacementFieldTransform``, so that warping, label warping, Jacobian statistics,
-inverse consistency and transform files work as for the classical methods
-(:class:`~medimg.classical.registration.RegistrationResult`).
+Learned registration (:class:`LearnedRegistration`, :func:`load`): for a pair, the fixed image's grid at the plan's
+spacing (centred on the fixed image, grown to cover it) receives the fixed image and the moving image resampled
+through the pre-alignment (centre translation, or a classical affine registration with ``prealign="affine"``), both
+normalised as in training. The network predicts a displacement ``u`` (voxels) on that grid; every fold's velocity (or
+displacement) is averaged before integration. The result is a SimpleITK transform ``T(x) = A(x + u(x))`` (fixed
+points -> moving points, LPS mm): a composite of the pre-alignment ``A`` and a ``DisplacementFieldTransform``, so
+that warping, label warping, Jacobian statistics, inverse consistency and transform files work as for the classical
+methods (:class:`~medimg.classical.registration.RegistrationResult`).
+
+A registration model is not run by ``medimg predict`` (the task's ``predict`` is None): its pointer is
+:data:`POINTER`.
 """
 
 from __future__ import annotations
@@ -17,19 +21,27 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import SimpleITK as sitk
-import torch
 
 from medimg.core.errors import ImageReadError, InvalidParameterError
 from medimg.core.image import Image
 from medimg.tasks.register.plan import RegisterPlan
 
+if TYPE_CHECKING:
+    import torch
+
 logger = logging.getLogger(__name__)
 
-__all__ = ["LearnedRegistration", "is_registration_model"]
+__all__ = ["LearnedRegistration", "is_registration_model", "load", "predict", "POINTER", "build_registration_network",
+           "network_displacement"]
+
+#: What runs a registration model (``medimg predict`` on one says this in one line).
+POINTER = "medimg register FIXED MOVING -o OUT --method learned --model MODEL"
+#: The task's in-memory ``predict``: None, registration models register pairs (see :func:`register_images`).
+predict = None
 
 
 def is_registration_model(folder: str | os.PathLike[str]) -> bool:
@@ -49,7 +61,7 @@ class LearnedRegistration:
 
     plan: RegisterPlan
     folder: Path
-    nets: list[torch.nn.Module]
+    nets: list[Any]
     folds: list[str]
     #: "auto" | "fp32" | "bf16": the precision of the network pass (:func:`medimg.train.precision.resolve_precision`)
     precision: str = "auto"
@@ -67,7 +79,6 @@ class LearnedRegistration:
             InvalidParameterError: the folder holds another kind of model.
         """
         from medimg.plans.model_folder import check_network_memory
-        from medimg.tasks.register.trainer import build_registration_network
         from medimg.train.callbacks import load_weights
         from medimg.train.precision import resolve_precision
         from medimg.zoo import resolve_model
@@ -123,8 +134,8 @@ class LearnedRegistration:
         from medimg.classical.registration_checks import check_overlap, float_sitk
         from medimg.classical.registration_stages import evaluate_metric
         from medimg.core.image import Operation
-        from medimg.tasks.register.data import canonical_grid, centre_translation, check_pair_image, to_canonical
-        from medimg.tasks.register.trainer import network_displacement
+        from medimg.tasks.register.data import check_pair_image
+        from medimg.tasks.register.preprocess import canonical_grid, centre_translation, to_canonical
 
         plan = self.plan
         prealign = prealign or plan.prealign
@@ -181,3 +192,36 @@ def _field_transform(u: np.ndarray, ref: sitk.Image) -> sitk.Transform:
     img.CopyInformation(ref)
     img = sitk.Cast(img, sitk.sitkVectorFloat64)
     return sitk.DisplacementFieldTransform(img)
+
+
+def build_registration_network(plan: RegisterPlan) -> torch.nn.Module:
+    """The plan's network, built through the model registry."""
+    from medimg.models import RegistrationSpec, build_registration_net
+
+    return build_registration_net(RegistrationSpec(name="registration_unet", dims=plan.dims,
+                                                   features=plan.features, integrate=plan.integrate,
+                                                   steps=plan.steps))
+
+
+def network_displacement(nets: Sequence[torch.nn.Module], fixed: np.ndarray, moving: np.ndarray, plan: RegisterPlan,
+                         *, autocast_bf16: bool = True) -> torch.Tensor:
+    """The displacement ``(1, D, *spatial)`` (voxels) of canonical arrays: every network's raw field (under bf16
+    autocast when ``autocast_bf16``, no gradients), averaged, then integrated when the plan's networks predict
+    velocities."""
+    import torch
+
+    from medimg.models.spatial import integrate_velocity
+
+    f = torch.from_numpy(np.ascontiguousarray(fixed, dtype=np.float32))[None, None]
+    m = torch.from_numpy(np.ascontiguousarray(moving, dtype=np.float32))[None, None]
+    with torch.no_grad():
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast_bf16):
+            raws = [net.predict_field(f, m).float() for net in nets]
+        raw = torch.stack(raws).mean(0)
+        return integrate_velocity(raw, plan.steps) if plan.integrate else raw
+
+
+def load(folder: str | os.PathLike[str], **options: Any) -> LearnedRegistration:
+    """The registry's loader: a model folder (or zoo name) trained by ``medimg train register``
+    (``options``: ``folds``, ``precision``; see :meth:`LearnedRegistration.load`)."""
+    return LearnedRegistration.load(folder, **options)

@@ -10,7 +10,7 @@ from torch import nn
 
 from medimg.core.errors import InvalidParameterError
 from medimg.models.blocks import conv_nd
-from medimg.tasks.register.transform import integrate_velocity, warp
+from medimg.models.spatial import integrate_velocity, warp
 
 __all__ = ["RegistrationUNet"]
 

@@ -1,6 +1,7 @@
 """Dense displacement fields for learned registration: warping, composition, scaling and squaring, units.
 
-Conventions used by the whole ``medimg.tasks.register`` package:
+Conventions used by the registration network (:mod:`medimg.models.registration_unet`) and the whole
+``medimg.tasks.register`` package:
 
 * An image is a ``(B, C, *spatial)`` tensor, spatial = ``(Y, X)`` in 2D or ``(Z, Y, X)`` in 3D.
 * A displacement field ``u`` is a ``(B, D, *spatial)`` tensor with ``D`` = 2 or 3 components in VOXEL units,
