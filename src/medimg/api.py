@@ -91,16 +91,31 @@ def analyze(image: Any, **options: Any) -> Any:
     return _analyze(image, **options)
 
 
-def register(fixed: Any, moving: Any, options: Any = None, **kwargs: Any) -> Any:
-    """Register ``moving`` to ``fixed`` (Images or paths); returns a RegisterResult (transform, warped images,
-    metrics; ``write(out)`` writes the folder ``medimg register`` writes).
+def register(fixed: Any, moving: Any, options: Any = None, *, labels: Any = None, fixed_labels: Any = None,
+             fixed_mask: Any = None, moving_mask: Any = None, landmarks: Any = None, **settings: Any) -> Any:
+    """Register ``moving`` onto ``fixed`` (Images or image paths); returns a RegisterResult in memory (transform,
+    warped image and labels, displacement field, metrics); ``write(out)`` writes the folder ``medimg register`` writes.
 
-    ``options`` is a :class:`medimg.tasks.register.writer.RegisterOptions` (or give its fields as keywords).
+    Args:
+        options: a :class:`medimg.tasks.register.pairs.RegisterOptions`, or give its fields as keywords
+            (``method="affine"``, ``method="learned", model="hippocampus_registration"``, ``metric``, ``levels`` ...).
+        labels, fixed_labels: the moving and fixed label maps (Images or paths): warped labels and Dice per label.
+        fixed_mask, moving_mask: metric masks. landmarks: (fixed points, moving points), (N, 2|3) arrays in mm: TRE.
     """
-    from medimg.tasks.register.registration import RegisterOptions, register_images
+    from medimg.core.image import Image
+    from medimg.io import read
+    from medimg.tasks.register.pairs import RegisterOptions, register_images
 
     if options is None:
-        options = RegisterOptions(**kwargs)
-    elif kwargs:
-        raise TypeError("give either options or keyword options, not both")
-    return register_images(fixed, moving, options)
+        options = RegisterOptions(**settings)
+    elif settings:
+        raise TypeError("give either options or keyword settings, not both")
+
+    def image(value: Any, kind: str | None = None) -> Any:
+        if value is None or isinstance(value, Image):
+            return value
+        return read(value, kind=kind) if kind else read(value)
+
+    return register_images(image(fixed), image(moving), options, labels=image(labels, "label"),
+                           fixed_labels=image(fixed_labels, "label"), fixed_mask=image(fixed_mask, "label"),
+                           moving_mask=image(moving_mask, "label"), landmarks=landmarks)

@@ -66,15 +66,6 @@ def _refuse(args: argparse.Namespace, options: dict[str, object], kind: str) -> 
                                         fix=f"leave {flag} out")
 
 
-def _refuse_registration(args: argparse.Namespace) -> None:
-    from medimg.core.errors import InvalidParameterError
-
-    raise InvalidParameterError(
-        "a registration model registers pairs of images; `medimg predict` runs segmentation and classification "
-        "models", parameter="MODEL", expected="a segmentation or classification model", found="a registration model",
-        fix=f"medimg register FIXED MOVING -o OUT --method learned --model {args.model}")
-
-
 def _check_extra_outputs(args: argparse.Namespace, batch: bool) -> None:
     """--probabilities / --uncertainty paths: not the input, not the label output, not each other (checked before
     anything is computed, so that a bad path leaves nothing behind)."""
@@ -106,17 +97,19 @@ def _check_extra_outputs(args: argparse.Namespace, batch: bool) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from medimg.cli._output import resolve_output
-    from medimg.plans.model_folder import model_task
-    from medimg.zoo import resolve_model
+    from medimg.core.errors import InvalidParameterError
+    from medimg.plans.model_folder import read_plan_dict
+    from medimg.tasks.registry import model_folder, task_of_plan
 
     resolve_output(args)
-    model_dir = resolve_model(args.model)
-    task = model_task(model_dir)
-    if task == "register":
-        _refuse_registration(args)
-    if task == "classify":
-        return _run_classify(args, model_dir)
-    return _run_segment(args, model_dir)
+    folder = model_folder(args.model)
+    spec = task_of_plan(read_plan_dict(folder), path=folder / "plan.json")  # the plan's task field, never a guess
+    if spec.predict is None or spec.name not in _RUNNERS:
+        raise InvalidParameterError(
+            f"a {spec.name} model is not run by `medimg predict`", parameter="MODEL",
+            expected=f"a model of a task `medimg predict` runs ({', '.join(_RUNNERS)})", found=f"a {spec.name} model",
+            fix=(spec.pointer or "see `medimg --help`").replace("MODEL", str(args.model)))
+    return _RUNNERS[spec.name](args, folder)
 
 
 def _run_segment(args: argparse.Namespace, model_dir: Path) -> int:
@@ -201,3 +194,7 @@ def _run_classify(args: argparse.Namespace, model_dir: Path) -> int:
               f"{', explain/' if preds and preds[0].saliency is not None else ''}; {model.name}, folds "
               f"{', '.join(model.folds)}, {used})")
     return 0
+
+
+#: task -> how this command runs it (parse its flags, call the task's predictor, write, print)
+_RUNNERS = {"segment": _run_segment, "classify": _run_classify}

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 
 def add_parser(subparsers, *, parents, help: str) -> None:  # noqa: A002
@@ -35,7 +36,7 @@ def add_parser(subparsers, *, parents, help: str) -> None:  # noqa: A002
 
     p = subparsers.add_parser("train", parents=parents, help=help, description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("task", choices=["segment", "classify", "register"], help="what to train")
+    p.add_argument("task", choices=_task_names(), help="what to train")
     p.add_argument("dataset", help="segment: dataset folder (nnU-Net raw layout or images/ + masks/); classify: "
                    "folder of class folders, CSV or MedMNIST .npz; register: nnU-Net raw folder, images/ + masks/ "
                    "or a folder of images")
@@ -83,18 +84,28 @@ def add_parser(subparsers, *, parents, help: str) -> None:  # noqa: A002
     c.add_argument("--init", default=None, metavar="MODEL",
                    help="transfer learning: start from a classification model trained by medimg (folder or shipped "
                    "name, e.g. adrenalmnist3d); its network is reused, the head is new when the classes differ")
-    r = p.add_argument_group("register only")
+    r = p.add_argument_group("segment and register")
     r.add_argument("--splits", default=None, metavar="SPLITS.json",
                    help="reuse the folds of another model of the same dataset (its splits.json), e.g. the "
                    "segmentation model's, so that cases it validates on stay unseen")
 
-_SEGMENT_ONLY = {"cascade": None, "validate_every": None, "validate_cases": None, "foreground_only": False,
-                 "cache": None}
-_CLASSIFY_ONLY = {"split": None, "val": None, "val_split": None, "deterministic": False, "max_data_gb": 4.0,
-                  "init": None}
-_REGISTER_ONLY = {"splits": None}
-_OPTIONS = {"segment": _SEGMENT_ONLY, "classify": _CLASSIFY_ONLY, "register": _REGISTER_ONLY}
-_SHARED_NOT_REGISTER = {"group_by": None, "foreground_only": False}
+
+def _task_names() -> list[str]:
+    """The registered tasks, from the registry's package list (building the parser imports no task)."""
+    from medimg.tasks.registry import TASK_PACKAGES
+
+    return [p.rpartition(".")[2] for p in TASK_PACKAGES]
+
+
+#: command-line flag -> TrainOptions field, where the names differ
+_FIELD_OF = {"folds": "n_folds", "set": "overrides", "validate_every": "validate_every_minutes",
+             "validate_cases": "max_val_cases", "cache": "cache_dir", "val": "val_data", "init": "init_from"}
+#: flags that are not TrainOptions fields
+_NOT_OPTIONS = {"task", "dataset", "out", "cascade", "quiet", "debug", "command", "func"}
+#: flags owned by some tasks only, with their defaults (a flag given to a task that does not use it is refused)
+_TASK_FLAGS = {"cascade": None, "validate_every": None, "validate_cases": None, "foreground_only": False,
+               "cache": None, "split": None, "val": None, "val_split": None, "deterministic": False,
+               "max_data_gb": 4.0, "init": None, "splits": None, "group_by": None}
 
 
 def _overrides(items: list[str]) -> tuple[tuple[str, object], ...]:
@@ -114,30 +125,6 @@ def _overrides(items: list[str]) -> tuple[tuple[str, object], ...]:
     return tuple(out)
 
 
-def _check_options(args: argparse.Namespace) -> None:
-    """Refuse options of the other task (one line, exit 2) instead of ignoring them."""
-    from medimg.core.errors import InvalidParameterError
-
-    for owner, options in _OPTIONS.items():
-        if owner == args.task:
-            continue
-        for name, default in options.items():
-            if name in _OPTIONS[args.task]:
-                continue
-            if getattr(args, name) != default:
-                flag = "--" + name.replace("_", "-")
-                raise InvalidParameterError(f"option applies to `medimg train {owner}` only", parameter=flag,
-                                            expected=f"no {flag} for `medimg train {args.task}`",
-                                            found=repr(getattr(args, name)), fix=f"leave {flag} out")
-    if args.task == "register":
-        for name, default in _SHARED_NOT_REGISTER.items():
-            if getattr(args, name) != default:
-                flag = "--" + name.replace("_", "-")
-                raise InvalidParameterError("option does not apply to `medimg train register`", parameter=flag,
-                                            expected=f"no {flag}", found=repr(getattr(args, name)),
-                                            fix=f"leave {flag} out")
-
-
 def _fold(text: str) -> int | str:
     from medimg.core.errors import InvalidParameterError
 
@@ -149,90 +136,76 @@ def _fold(text: str) -> int | str:
                                 fix="e.g. --fold 0, or --fold all")
 
 
-def run(args: argparse.Namespace) -> int:
-    _check_options(args)
-    if args.task == "classify":
-        return _run_classify(args)
-    if args.task == "register":
-        return _run_register(args)
-    from medimg.tasks.segment.trainer import train_segmentation
+def _check_flags(args: argparse.Namespace, used: tuple[str, ...]) -> None:
+    """Refuse a flag the task does not use (one line naming the flag as typed), before anything is read."""
+    from medimg.core.errors import InvalidParameterError
+
+    fields = set(used) | ({"overrides"} if args.task == "segment" else set())  # --cascade is --set cascade=...
+    for flag, default in _TASK_FLAGS.items():
+        field = "overrides" if flag == "cascade" else _FIELD_OF.get(flag, flag)
+        if field not in fields and getattr(args, flag) != default:
+            name = "--" + flag.replace("_", "-")
+            raise InvalidParameterError(f"option does not apply to `medimg train {args.task}`", parameter=name,
+                                        expected=f"no {name} for `medimg train {args.task}`",
+                                        found=repr(getattr(args, flag)), fix=f"leave {name} out")
+
+
+def options_from_args(args: argparse.Namespace, used: tuple[str, ...]) -> Any:
+    """The one TrainOptions of a run, from the command line's flags."""
     from medimg.train.run import TrainOptions
 
-    fold = _fold(args.fold)
-    overrides = _overrides(args.set)
-    if args.cascade is not None:
-        overrides += (("cascade", args.cascade),)
-    options = TrainOptions(fold=fold, n_folds=args.folds if args.folds is not None else 5, minutes=args.minutes,
-                           iterations=args.iterations, seed=args.seed, overrides=overrides, resume=args.resume,
-                           validate_every_minutes=args.validate_every,
-                           max_val_cases=args.validate_cases, threads=args.threads, cache_dir=args.cache,
-                           foreground_only=args.foreground_only, group_by=args.group_by,
-                           precision=args.precision)
-    from medimg.cli.progress import TrainProgress
-
-    fold_label = f"train fold_{fold}" if fold != "all" else "train fold_all"
-    metrics = train_segmentation(args.dataset, args.out, options,
-                                 callbacks=() if args.quiet else (TrainProgress(label=fold_label),))
-    if not args.quiet:
-        val = metrics.get("validation")
-        print(f"trained {metrics['fold']}: {metrics['iterations']} iterations in {metrics['training_minutes']} min "
-              f"({metrics['stop_reason']}; {metrics['precision']})")
-        if val:
-            print("validation Dice per class: " + ", ".join(f"{d:.4f}" for d in val["dice_per_class"]))
-        print(f"model folder: {args.out}")
-    return 0
+    _check_flags(args, used)
+    values: dict[str, Any] = {}
+    for name, value in vars(args).items():
+        field = _FIELD_OF.get(name, name)
+        if name in _NOT_OPTIONS or field not in TrainOptions.__dataclass_fields__:
+            continue
+        values[field] = value
+    values["fold"] = _fold(args.fold)
+    values["overrides"] = _overrides(args.set) + ((("cascade", args.cascade),) if args.cascade is not None else ())
+    if args.split is not None:
+        split = tuple(s.strip() for s in args.split.split(",") if s.strip())
+        values["split"] = split[0] if len(split) == 1 else split
+    return TrainOptions(**values)
 
 
-def _run_classify(args: argparse.Namespace) -> int:
-    from medimg.cli.progress import TrainProgress
-    from medimg.tasks.classify.trainer import train
-    from medimg.train.run import TrainOptions
-
-    fold = _fold(args.fold)
-    split = None if args.split is None else tuple(s.strip() for s in args.split.split(",") if s.strip())
-    options = TrainOptions(
-        fold=fold, n_folds=args.folds, minutes=args.minutes, iterations=args.iterations, seed=args.seed,
-        overrides=_overrides(args.set), split=split[0] if split and len(split) == 1 else split, val_data=args.val,
-        val_split=args.val_split, threads=args.threads, resume=args.resume, group_by=args.group_by,
-        deterministic=args.deterministic, max_data_gb=args.max_data_gb, init_from=args.init,
-        precision=args.precision)
-    label = f"train fold_{fold}"
-    metrics = train(args.dataset, args.out, options, callbacks=() if args.quiet else (TrainProgress(label=label),))
-    if not args.quiet:
-        print(f"trained {metrics['fold']}: {metrics['iterations']} iterations in {metrics['training_minutes']} min "
-              f"({metrics['stop_reason']}; {metrics['precision']})")
-        val = metrics.get("validation")
+def _summary(task: str, metrics: dict[str, Any]) -> list[str]:
+    lines = [f"trained {metrics['fold']}: {metrics['iterations']} iterations in {metrics['training_minutes']} min "
+             f"({metrics['stop_reason']}; {metrics['precision']})"]
+    val = metrics.get("validation")
+    if task == "segment" and val:
+        lines.append("validation Dice per class: " + ", ".join(f"{d:.4f}" for d in val["dice_per_class"]))
+    elif task == "classify":
         if val:
             auc = "n/a" if val["auc_macro"] is None else f"{val['auc_macro']:.4f}"
-            print(f"validation ({val['n']} samples): AUC {auc}, accuracy {val['accuracy']:.4f}, balanced accuracy "
-                  f"{val['balanced_accuracy']:.4f}, ECE {val['ece_before']:.4f} -> {val['ece_after']:.4f} "
-                  f"(temperature {val['temperature']:.3f}; fitted on these samples, so optimistic)")
+            lines.append(f"validation ({val['n']} samples): AUC {auc}, accuracy {val['accuracy']:.4f}, balanced "
+                         f"accuracy {val['balanced_accuracy']:.4f}, ECE {val['ece_before']:.4f} -> "
+                         f"{val['ece_after']:.4f} (temperature {val['temperature']:.3f}; fitted on these samples, "
+                         "so optimistic)")
         else:
-            print("no validation samples: temperature left at 1 (give --val DATA2 to calibrate)")
-        print(f"model folder: {args.out}")
-    return 0
+            lines.append("no validation samples: temperature left at 1 (give --val DATA2 to calibrate)")
+    elif task == "register" and val:
+        if "mean_dice_after" in val:
+            lines.append(f"validation ({val['n_pairs']} pairs of unseen cases): mean label Dice "
+                         f"{val['mean_dice_before']:.4f} -> {val['mean_dice_after']:.4f}, folding fraction "
+                         f"{val['folding_fraction_mean']:.5f}, {val['seconds_mean']:.3f} s per pair")
+        else:
+            lines.append(f"validation ({val['n_pairs']} pairs): folding fraction {val['folding_fraction_mean']:.5f}")
+    return lines
 
 
-def _run_register(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
+    from medimg.api import train
     from medimg.cli.progress import TrainProgress
-    from medimg.tasks.register.trainer import RegisterTrainOptions, train_registration
+    from medimg.tasks.registry import get_task
 
-    fold = _fold(args.fold)
-    options = RegisterTrainOptions(fold=fold, n_folds=args.folds if args.folds is not None else 5,
-                                   minutes=args.minutes, iterations=args.iterations, seed=args.seed,
-                                   overrides=_overrides(args.set), splits=args.splits, resume=args.resume,
-                                   threads=args.threads, precision=args.precision)
-    metrics = train_registration(args.dataset, args.out, options,
-                                 callbacks=() if args.quiet else (TrainProgress(label=f"train fold_{fold}"),))
+    spec = get_task(args.task)
+    options = options_from_args(args, spec.options)
+    label = f"train {'fold_all' if options.fold == 'all' else f'fold_{options.fold}'}"
+    metrics = train(spec.name, args.dataset, args.out, options,
+                    callbacks=() if args.quiet else (TrainProgress(label=label),))
     if not args.quiet:
-        print(f"trained {metrics['fold']}: {metrics['iterations']} iterations in {metrics['training_minutes']} min "
-              f"({metrics['stop_reason']}; {metrics['precision']})")
-        val = metrics.get("validation")
-        if val and "mean_dice_after" in val:
-            print(f"validation ({val['n_pairs']} pairs of unseen cases): mean label Dice {val['mean_dice_before']:.4f}"
-                  f" -> {val['mean_dice_after']:.4f}, folding fraction {val['folding_fraction_mean']:.5f}, "
-                  f"{val['seconds_mean']:.3f} s per pair")
-        elif val:
-            print(f"validation ({val['n_pairs']} pairs): folding fraction {val['folding_fraction_mean']:.5f}")
+        for line in _summary(spec.name, metrics):
+            print(line)
         print(f"model folder: {args.out}")
     return 0
