@@ -37,16 +37,16 @@ MUTATIONS = {
         "the optimiser step is removed from the shared training loop",
     ),
     "seg_all_background": (
-        "tasks/segment/predictor.py", r"\n(\s+)return SegmentationOutput\(",
-        r"\n\1labels = labels.replace(voxels=labels.voxels * 0)  # MUTATION: all background"
-        r"\n\1return SegmentationOutput(",
-        ["tests/tasks", "tests/pipelines/test_hippocampus.py", "tests/cli/test_predict_train_paths.py", "tests/zoo"],
+        "tasks/segment/predictor.py", r"\n(\s+)ids = on_input\.argmax\(axis=0\)\n",
+        r"\n\1ids = on_input.argmax(axis=0) * 0  # MUTATION: all background\n",
+        ["tests/tasks/segment", "tests/pipelines/test_hippocampus.py", "tests/cli/test_predict_train_paths.py"],
         "the segmentation predictor returns all background",
     ),
     "cls_constant_probs": (
-        "tasks/classify/predictor.py", r"\n(\s+)(probs = .*calibrated.*)\n",
-        r"\n\1\2\n\1probs = np.full_like(probs, 1.0 / probs.shape[-1])  # MUTATION: constant probabilities\n",
-        ["tests/tasks", "tests/cli/test_classify_cli.py", "tests/cli/test_analyze_classifier.py", "tests/zoo"],
+        "tasks/classify/predictor.py", r"\n(\s+)probs = np\.mean\(fold_probs, axis=0\)\n",
+        r"\n\1fold_probs = [np.full_like(fp, 0.5 if multilabel else 1.0 / fp.shape[-1]) for fp in fold_probs]"
+        r"  # MUTATION: constant probabilities\n\1probs = np.mean(fold_probs, axis=0)\n",
+        ["tests/tasks/classify", "tests/cli/test_classify_cli.py", "tests/cli/test_analyze_classifier.py"],
         "every classification probability is the same constant",
     ),
 }
@@ -54,6 +54,7 @@ MUTATIONS = {
 
 def run_mutation(name: str, *, maxfail: int, timeout: int) -> dict:
     rel, pattern, repl, first, what = MUTATIONS[name]
+    first = [f for f in first if (ROOT / f).exists()]
     with tempfile.TemporaryDirectory(prefix=f"medimg-mut-{name}-") as tmp:
         src = Path(tmp) / "src"
         shutil.copytree(ROOT / "src", src, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))

@@ -136,25 +136,32 @@ def _fold(text: str) -> int | str:
                                 fix="e.g. --fold 0, or --fold all")
 
 
-def _check_flags(args: argparse.Namespace, used: tuple[str, ...]) -> None:
+def _check_flags(args: argparse.Namespace) -> None:
     """Refuse a flag the task does not use (one line naming the flag as typed), before anything is read."""
     from medimg.core.errors import InvalidParameterError
+    from medimg.tasks.registry import get_task
 
-    fields = set(used) | ({"overrides"} if args.task == "segment" else set())  # --cascade is --set cascade=...
+    def users(flag: str) -> list[str]:  # the tasks that take a flag (--cascade is segmentation's --set cascade=...)
+        if flag == "cascade":
+            return ["segment"]
+        field = _FIELD_OF.get(flag, flag)
+        return [t for t in _task_names() if field in get_task(t).options]
+
     for flag, default in _TASK_FLAGS.items():
-        field = "overrides" if flag == "cascade" else _FIELD_OF.get(flag, flag)
-        if field not in fields and getattr(args, flag) != default:
-            name = "--" + flag.replace("_", "-")
-            raise InvalidParameterError(f"option does not apply to `medimg train {args.task}`", parameter=name,
-                                        expected=f"no {name} for `medimg train {args.task}`",
-                                        found=repr(getattr(args, flag)), fix=f"leave {name} out")
+        if getattr(args, flag) == default or args.task in users(flag):
+            continue
+        name = "--" + flag.replace("_", "-")
+        owners = " | ".join(users(flag))
+        raise InvalidParameterError(f"option applies to `medimg train {owners}` only", parameter=name,
+                                    expected=f"no {name} for `medimg train {args.task}`",
+                                    found=repr(getattr(args, flag)), fix=f"leave {name} out")
 
 
-def options_from_args(args: argparse.Namespace, used: tuple[str, ...]) -> Any:
+def options_from_args(args: argparse.Namespace) -> Any:
     """The one TrainOptions of a run, from the command line's flags."""
     from medimg.train.run import TrainOptions
 
-    _check_flags(args, used)
+    _check_flags(args)
     values: dict[str, Any] = {}
     for name, value in vars(args).items():
         field = _FIELD_OF.get(name, name)
@@ -200,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
     from medimg.tasks.registry import get_task
 
     spec = get_task(args.task)
-    options = options_from_args(args, spec.options)
+    options = options_from_args(args)
     label = f"train {'fold_all' if options.fold == 'all' else f'fold_{options.fold}'}"
     metrics = train(spec.name, args.dataset, args.out, options,
                     callbacks=() if args.quiet else (TrainProgress(label=label),))
