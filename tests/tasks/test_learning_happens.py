@@ -4,9 +4,9 @@ Each test trains a task for a few dozen iterations on real data (segmentation on
 classification on BreastMNIST) and reads the per-iteration loss the trainer
 wrote (fold_k/training_log.json): the loss of the last iterations must be well below that of the first ones.
 With the optimiser step removed from the shared loop (src/medimg/train/loop.py) every test here fails, which the
-other training tests (3-5 iterations, file checks) could not show. Registration is not here yet: its training
-loss (similarity plus a regulariser that grows as the field leaves zero) does not fall monotonically in 40
-iterations, so a fair check needs its validation Dice (issue 13).
+other training tests (3-5 iterations, file checks) could not show. Registration's check is its validation Dice
+(tests/tasks/test_register_learns.py): its loss (similarity plus a regulariser that grows as the field leaves zero)
+is not a fair measure of learning over a few dozen iterations.
 """
 
 from __future__ import annotations

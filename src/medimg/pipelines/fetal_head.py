@@ -41,6 +41,7 @@ from medimg.core.errors import ImageReadError, InvalidParameterError
 from medimg.core.image import Image
 from medimg.measure.ellipse import EllipseFit, fit_ellipse
 from medimg.measure.table import measure_labels
+from medimg.metrics.segmentation import dice_per_label
 from medimg.pipelines.base import AnalysisResult, register
 from medimg.report.figures import overlay
 
@@ -240,11 +241,6 @@ def filled_ellipse(fit: EllipseFit, shape: tuple[int, int], spacing_xy: tuple[fl
     return (u / max(fit.semi_major_mm, 1e-9)) ** 2 + (v / max(fit.semi_minor_mm, 1e-9)) ** 2 <= 1.0
 
 
-def _dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = int(a.sum()) + int(b.sum())
-    return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
-
-
 def _touches_border(mask: np.ndarray) -> bool:
     return bool(mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any())
 
@@ -255,7 +251,7 @@ def fit_head_mask(mask: np.ndarray, spacing_xy: tuple[float, float]) -> HeadFit 
     if fit is None:
         return None
     ellipse = filled_ellipse(fit, mask.shape, spacing_xy)
-    dice = _dice(ellipse, mask)
+    dice = dice_per_label(ellipse, mask, [1])[1]
     flags = []
     if dice < MIN_ELLIPSE_DICE:
         flags.append(f"the fitted ellipse disagrees with the head mask (Dice {dice:.2f} < {MIN_ELLIPSE_DICE})")
