@@ -18,7 +18,7 @@ from scipy import ndimage
 from medimg.cli.main import build_parser, main
 from medimg.core.errors import InvalidParameterError
 from medimg.io import read
-from medimg.plans.model_folder import model_task
+from medimg.tasks.registry import task_of_folder
 from medimg.testing import hippocampus_subset, one_line_error, require_data
 from medimg.zoo import ZOO, resolve_model
 
@@ -61,7 +61,7 @@ def test_every_shipped_zoo_model_opens_by_its_plan_task():
     assert {"hippocampus", "adrenalmnist3d", "hippocampus_registration"} <= {e.name for e in shipped}
     for entry in shipped:
         folder = resolve_model(entry.name)
-        assert model_task(folder) == entry.task, entry.name
+        assert task_of_folder(folder) == entry.task, entry.name
         assert loaders[entry.task](folder) is not None
         for other, load in loaders.items():
             if other != entry.task:  # another kind's loader refuses it with a medimg error, not a crash

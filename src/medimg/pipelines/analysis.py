@@ -151,8 +151,7 @@ def _with_option(exc: MedimgError, *, parameter: str, path: Any = None, what: st
 
 def load_classifier_model(model: str | os.PathLike[str]) -> Any:
     """Resolve and load a classifier (folder or shipped name) for ``--classifier``; every error names the option."""
-    from medimg.plans.model_folder import model_task
-    from medimg.tasks.registry import get_task, model_folder
+    from medimg.tasks.registry import get_task, model_folder, task_of_folder
 
     try:
         folder = model_folder(model)
@@ -160,7 +159,7 @@ def load_classifier_model(model: str | os.PathLike[str]) -> Any:
         raise _with_option(exc, parameter="--classifier") from exc
     has_plan = (folder / "plan.json").is_file()
     try:
-        task = model_task(folder) if has_plan else None
+        task = task_of_folder(folder) if has_plan else None
     except MedimgError:
         task = None
     if task != "classify":

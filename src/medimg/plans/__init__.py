@@ -15,9 +15,9 @@ Each task's own plan lives in its task package (``medimg.tasks.segment.plan.Segm
 
 from medimg.plans.base import PlanBase, apply_dotted
 from medimg.plans.fingerprint import Fingerprint, channel_modality, compute_fingerprint
-from medimg.plans.model_folder import check_network_memory, model_task, read_plan_dict
+from medimg.plans.model_folder import check_network_memory, read_plan_dict
 
 __all__ = [
     "PlanBase", "apply_dotted", "Fingerprint", "compute_fingerprint", "channel_modality", "read_plan_dict",
-    "model_task", "check_network_memory",
+    "check_network_memory",
 ]

@@ -1,9 +1,9 @@
-"""Reading a model folder before loading it: which task its plan is for, and whether its sizes fit in memory.
+"""Reading a model folder before loading it: its plan.json as data, and whether its sizes fit in memory.
 
 A model folder (``medimg train segment|classify|register``, or a shipped zoo model) says what it is in its
-``plan.json``: the ``task`` field. :func:`model_task` maps it to the command family that runs it, so that
-``medimg predict`` opens a folder by what it is instead of guessing. :func:`check_network_memory` refuses a plan
-whose patch/batch sizes could not fit in this machine's memory before anything is allocated.
+``plan.json``: the ``task`` field, which :func:`medimg.tasks.registry.task_of_folder` maps to the registered task
+(the one model-folder reader). :func:`check_network_memory` refuses a plan whose patch/batch sizes could not fit in
+this machine's memory before anything is allocated.
 """
 
 from __future__ import annotations
@@ -15,13 +15,7 @@ from typing import Any, Sequence
 
 from medimg.core.errors import ImageReadError, InvalidParameterError
 
-__all__ = ["MODEL_TASKS", "model_task", "read_plan_dict", "machine_memory_bytes", "check_network_memory"]
-
-#: The plan ``task`` values each model kind writes -> the kind. Classification plans record the kind of
-#: classification (binary, multiclass, multilabel); segmentation and registration plans their own name.
-MODEL_TASKS = {"segment": "segment", "binary": "classify", "multiclass": "classify", "multilabel": "classify",
-               "register": "register"}
-
+__all__ = ["read_plan_dict", "machine_memory_bytes", "check_network_memory"]
 
 def read_plan_dict(folder: str | os.PathLike[str]) -> dict[str, Any]:
     """The parsed ``plan.json`` of a model folder (a JSON object).
@@ -42,38 +36,6 @@ def read_plan_dict(folder: str | os.PathLike[str]) -> dict[str, Any]:
         raise ImageReadError("unreadable plan.json", path=plan, expected="a JSON object",
                              found=type(data).__name__, fix="restore the file or train the model again")
     return data
-
-
-def model_task(folder: str | os.PathLike[str]) -> str:
-    """"segment", "classify" or "register": what the model folder's plan is for (its ``task`` field).
-
-    Plans without a ``task`` field (none shipped so far) are recognised by their size field: ``patch_size``
-    (segmentation), ``input_size`` (classification), ``grid`` and ``features`` (registration).
-
-    Raises:
-        ImageReadError: no or unreadable plan.json. InvalidParameterError: a task this medimg does not know.
-
-    Example:
-        >>> import tempfile
-        >>> folder = Path(tempfile.mkdtemp())
-        >>> _ = (folder / "plan.json").write_text('{"schema_version": 1, "task": "register"}')
-        >>> model_task(folder)
-        'register'
-    """
-    data = read_plan_dict(folder)
-    task = data.get("task")
-    if task is None:
-        if "patch_size" in data:
-            return "segment"
-        if "input_size" in data:
-            return "classify"
-        if "grid" in data and "features" in data:
-            return "register"
-    if isinstance(task, str) and task in MODEL_TASKS:
-        return MODEL_TASKS[task]
-    raise InvalidParameterError("unknown model task", parameter="plan.json task", expected=" | ".join(MODEL_TASKS),
-                                found=repr(task), fix="give a model folder written by `medimg train` (a newer "
-                                "medimg may know this task: upgrade medimg)")
 
 
 def machine_memory_bytes() -> int:

@@ -24,8 +24,8 @@ from typing import Any, Callable
 
 from medimg.core.errors import InvalidParameterError
 
-__all__ = ["TaskSpec", "register_task", "get_task", "task_names", "task_of_plan", "model_folder", "open_model",
-           "TASK_PACKAGES"]
+__all__ = ["TaskSpec", "register_task", "get_task", "task_names", "task_of_plan", "task_of_folder", "model_folder",
+           "open_model", "TASK_PACKAGES"]
 
 #: The task packages medimg ships, in the order ``medimg train`` lists them. Importing one registers its task.
 TASK_PACKAGES = ("medimg.tasks.segment", "medimg.tasks.classify", "medimg.tasks.register")
@@ -133,6 +133,18 @@ def task_of_plan(data: dict[str, Any], *, path: str | os.PathLike[str] = "plan.j
                                 "task: upgrade medimg)")
 
 
+def task_of_folder(folder: str | os.PathLike[str]) -> str:
+    """The task name of a model folder, read from its plan.json's ``task`` field (the one model-folder reader).
+
+    Raises:
+        ImageReadError: no or unreadable plan.json. InvalidParameterError: a task this medimg does not know.
+    """
+    from medimg.plans.model_folder import read_plan_dict
+
+    root = Path(folder)
+    return task_of_plan(read_plan_dict(root), path=root / "plan.json").name
+
+
 def model_folder(model: str | os.PathLike[str]) -> Path:
     """A model folder from a folder path or a shipped model name (``medimg models``).
 
@@ -150,8 +162,6 @@ def open_model(model: str | os.PathLike[str], **options: Any) -> tuple[TaskSpec,
     Raises:
         ImageReadError: not a model folder. InvalidParameterError: an unknown task, or bad ``options``.
     """
-    from medimg.plans.model_folder import read_plan_dict
-
     folder = model_folder(model)
-    spec = task_of_plan(read_plan_dict(folder), path=folder / "plan.json")
+    spec = get_task(task_of_folder(folder))
     return spec, spec.loader()(folder, **options)

@@ -197,14 +197,16 @@ class TrainingRun:
         """
         if not self.plan_path.exists():
             return None
-        from medimg.plans.model_folder import model_task
+        from medimg.plans.model_folder import read_plan_dict
 
-        found = model_task(self.out)
-        if found != self.task:
+        data = read_plan_dict(self.out)
+        values = getattr(plan_class, "TASK_VALUES", ())
+        if data.get("task") is not None and data.get("task") not in values:
             raise InvalidParameterError("the model folder holds another kind of model", path=self.plan_path,
                                         parameter="-o", expected=f"a new folder, or one written by `medimg train "
-                                        f"{self.task}`", found=f"a {found} plan", fix="choose a new model folder")
-        return plan_class.load(self.plan_path)  # type: ignore[attr-defined]
+                                        f"{self.task}`", found=f"a plan of task {data.get('task')!r}",
+                                        fix="choose a new model folder")
+        return plan_class.from_dict(data)  # type: ignore[attr-defined]
 
     def plan(self, plan_class: type[P], make: Callable[[], P], *,
              adjust: Callable[[P], P] | None = None) -> P:

@@ -103,11 +103,12 @@ def load(path: str | os.PathLike[str], *, folds: Sequence[str | int] | None = No
         (['fold_0', 'fold_1'], [1.21, 1.34])
     """
     from medimg.models import ClassifierSpec, build_classifier
-    from medimg.plans.model_folder import check_network_memory, model_task
+    from medimg.plans.model_folder import check_network_memory
+    from medimg.tasks.registry import task_of_folder
     from medimg.train.callbacks import load_weights
 
     root = Path(path)
-    task = model_task(root)
+    task = task_of_folder(root)
     if task != "classify":
         raise ImageReadError("not a classification model folder", path=root / "plan.json",
                              expected="a classification plan (task binary, multiclass or multilabel)",

@@ -104,13 +104,13 @@ def pretrained_classifier(source: str | os.PathLike[str], dims: int) -> tuple[di
     Raises:
         InvalidParameterError: not a classification model folder, no trained fold, or another dimensionality.
     """
-    from medimg.plans.model_folder import model_task
+    from medimg.tasks.registry import task_of_folder
     from medimg.train.callbacks import load_weights
     from medimg.zoo import resolve_model
 
     root = resolve_model(source)
     try:
-        is_classifier = model_task(root) == "classify"
+        is_classifier = task_of_folder(root) == "classify"
     except MedimgError:
         is_classifier = False
     if not is_classifier:
@@ -207,9 +207,9 @@ def _verify(ds: Any, what: str) -> None:
 
 def _check_model_folder(plan_path: Path) -> None:
     """Refuse a model folder whose plan.json is another task's (by its task field), naming the kind."""
-    from medimg.plans.model_folder import model_task
+    from medimg.tasks.registry import task_of_folder
 
-    if plan_path.is_file() and model_task(plan_path.parent) != "classify":
+    if plan_path.is_file() and task_of_folder(plan_path.parent) != "classify":
         raise InvalidParameterError(
             "the model folder holds another kind of plan (a segmentation model?)", path=plan_path,
             parameter="-o", expected="a new folder, or a folder written by `medimg train classify`",

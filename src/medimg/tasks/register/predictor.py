@@ -45,13 +45,13 @@ predict = None
 
 
 def is_registration_model(folder: str | os.PathLike[str]) -> bool:
-    """True when ``folder/plan.json`` is a registration plan."""
-    import json
+    """True when ``folder/plan.json`` is a registration plan (read by the registry's one model-folder reader)."""
+    from medimg.core.errors import MedimgError
+    from medimg.tasks.registry import task_of_folder
 
-    path = Path(folder) / "plan.json"
     try:
-        return json.loads(path.read_text(encoding="utf-8")).get("task") == "register"
-    except (OSError, ValueError, AttributeError):
+        return task_of_folder(folder) == "register"
+    except MedimgError:
         return False
 
 

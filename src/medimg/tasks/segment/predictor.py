@@ -64,11 +64,12 @@ def load(path: str | os.PathLike[str], *, folds: list[str] | None = None) -> Seg
         InvalidParameterError: not a segmentation plan, or a plan whose patch and batch sizes cannot fit in memory.
     """
     from medimg.models import NetworkSpec, build_network
-    from medimg.plans.model_folder import check_network_memory, model_task
+    from medimg.plans.model_folder import check_network_memory
+    from medimg.tasks.registry import task_of_folder
     from medimg.train.callbacks import load_weights
 
     root = Path(path)
-    task = model_task(root)
+    task = task_of_folder(root)
     if task != "segment":
         raise InvalidParameterError("not a segmentation model", path=root / "plan.json", parameter="model",
                                     expected="a model folder written by `medimg train segment`",
