@@ -64,17 +64,20 @@ def run_mutation(name: str, *, maxfail: int, timeout: int) -> dict:
         if n != 1:
             return {"mutation": what, "applied": False, "error": f"pattern not found in src/medimg/{rel}"}
         target.write_text(new)
-        env = {**os.environ, "PYTHONPATH": str(src)}
-        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--maxfail={maxfail}",
+        # the copy lives outside the checkout: point the real-data tests at the shared data explicitly
+        env = {**os.environ, "PYTHONPATH": str(src),
+               "MEDIMG_DATA": os.environ.get("MEDIMG_DATA", str(ROOT.parent / "shared" / "data"))}
+        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "2", f"--maxfail={maxfail}",
                *first, "tests"]
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
-        failed = sorted(set(re.findall(r"^FAILED (\S+)", proc.stdout, flags=re.M)))
+        failed = sorted(set(re.findall(r"^(?:FAILED|ERROR) (\S+)", proc.stdout, flags=re.M)))
+        summary = next((ln.strip("= ") for ln in reversed(proc.stdout.splitlines()) if ln.startswith("=")), "")
         check = subprocess.run([sys.executable, "-c", "import medimg; print(medimg.__file__)"], env=env,
                                capture_output=True, text=True, cwd=ROOT)
         return {"mutation": what, "file": f"src/medimg/{rel}", "applied": True,
                 "ran_against": check.stdout.strip(), "killed": proc.returncode != 0 and bool(failed),
-                "failed_tests": failed, "pytest_exit_code": proc.returncode,
+                "failed_tests": failed, "pytest_summary": summary, "pytest_exit_code": proc.returncode,
                 "seconds": round(time.perf_counter() - t0, 1), "command": " ".join(cmd[2:])}
 
 
