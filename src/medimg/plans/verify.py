@@ -32,9 +32,13 @@ class VerifyReport:
     def ok(self) -> bool:
         return not self.problems
 
+    def to_text_header(self) -> list[str]:
+        """The summary lines above the problems (a task's report adds its own facts here)."""
+        return [f"dataset {self.root}: {self.n_checked} of {self.n_cases} cases checked, "
+                f"{len(self.problems)} problems, {len(self.warnings)} warnings"]
+
     def to_text(self) -> str:
-        lines = [f"dataset {self.root}: {self.n_checked} of {self.n_cases} cases checked, "
-                 f"{len(self.problems)} problems, {len(self.warnings)} warnings"]
+        lines = self.to_text_header()
         lines += [f"PROBLEM {case}: {what}. Fix: {fix}" for case, what, fix in self.problems]
         lines += [f"warning {case}: {what}. Fix: {fix}" for case, what, fix in self.warnings]
         return "\n".join(lines)

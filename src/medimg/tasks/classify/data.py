@@ -434,12 +434,6 @@ class ClassificationVerifyReport(VerifyReport):
     dtypes: dict[str, int] = field(default_factory=dict)
     n_excluded: int = 0
 
-    def to_text(self) -> str:
-        lines = self.to_text_header()
-        lines += [f"PROBLEM {case}: {what}. Fix: {fix}" for case, what, fix in self.problems]
-        lines += [f"warning {case}: {what}. Fix: {fix}" for case, what, fix in self.warnings]
-        return "\n".join(lines)
-
     def to_text_header(self) -> list[str]:
         shapes = sorted({tuple(s) for s in self.shapes.values()})
         return [

@@ -32,7 +32,7 @@ __all__ = [
     "IMAGE_EXTENSIONS", "SPLIT_NAMES", "DEFAULT_EXCLUDE", "PATH_COLUMNS", "LABEL_COLUMNS", "ID_COLUMNS",
     "SPLIT_COLUMNS", "GROUP_COLUMNS", "SampleHeader", "SampleRef", "file_suffix", "is_excluded", "is_visible",
     "probe_sample", "probe_all", "read_sample_file", "check_consistency", "find_column", "read_csv", "task_of",
-    "open_folder", "open_csv", "open_medmnist",
+    "open_folder", "open_csv", "open_medmnist", "path_column",
 ]
 
 #: File extensions that are samples in class folders (compared case-insensitively).
@@ -381,14 +381,24 @@ def read_csv(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
     return columns, rows
 
 
-def open_csv(path: Path, splits: tuple[str, ...] | None, label_columns: Sequence[str] | None,
-              class_names: Sequence[str] | None) -> dict[str, Any]:
-    columns, rows = read_csv(path)
+def path_column(columns: Sequence[str], path: Path) -> str:
+    """The CSV column holding the image paths (one of :data:`PATH_COLUMNS`).
+
+    Raises:
+        ImageReadError: the CSV has none.
+    """
     path_col = find_column(columns, PATH_COLUMNS)
     if path_col is None:
         raise ImageReadError("CSV has no path column", path=path, expected="a column named " + " or ".join(
             f"'{c}'" for c in PATH_COLUMNS), found=f"columns {columns}",
             fix="name the column holding the image paths 'path'")
+    return path_col
+
+
+def open_csv(path: Path, splits: tuple[str, ...] | None, label_columns: Sequence[str] | None,
+              class_names: Sequence[str] | None) -> dict[str, Any]:
+    columns, rows = read_csv(path)
+    path_col = path_column(columns, path)
     id_col, split_col = find_column(columns, ID_COLUMNS), find_column(columns, SPLIT_COLUMNS)
     group_col = find_column(columns, GROUP_COLUMNS)
     reserved = {c for c in (path_col, id_col, split_col, group_col) if c is not None}

@@ -25,7 +25,6 @@ from medimg.tasks.classify.data_sources import (
     ID_COLUMNS,
     IMAGE_EXTENSIONS,
     LABEL_COLUMNS,
-    PATH_COLUMNS,
     SPLIT_COLUMNS,
     SPLIT_NAMES,
     check_consistency,
@@ -33,6 +32,7 @@ from medimg.tasks.classify.data_sources import (
     find_column,
     is_excluded,
     is_visible,
+    path_column,
     probe_all,
     probe_sample,
     read_csv,
@@ -149,11 +149,7 @@ def _probe_dims(source: Path, paths: Sequence[Path], where: Sequence[str]) -> in
 
 def _csv_inputs(path: Path, split: str | Sequence[str] | None) -> PredictionInputs:
     columns, rows = read_csv(path)
-    path_col = find_column(columns, PATH_COLUMNS)
-    if path_col is None:
-        raise ImageReadError("CSV has no path column", path=path, expected="a column named " + " or ".join(
-            f"'{c}'" for c in PATH_COLUMNS), found=f"columns {columns}",
-            fix="name the column holding the image paths 'path'")
+    path_col = path_column(columns, path)
     id_col, split_col = find_column(columns, ID_COLUMNS), find_column(columns, SPLIT_COLUMNS)
     label_col = find_column(columns, LABEL_COLUMNS)
     if split is not None:
