@@ -168,3 +168,16 @@ def test_no_private_names_cross_modules():
             bad += [f"{mod}:{line} imports {target}.{n}" for n in names
                     if n.startswith("_") and not n.startswith("__") and target != mod]
     assert not bad, f"{len(bad)} private imports across modules:\n" + "\n".join(bad)
+
+
+def test_no_command_module_imports_another():
+    """``cli/cmd_*.py`` parse, call the library and print: what two commands share lives in the library (or in the
+    ``cli/_*.py`` parsing helpers), never in another command."""
+    bad = []
+    for mod, found in _imports().items():
+        if not mod.startswith("medimg.cli.cmd_"):
+            continue
+        for target, names, line in found:
+            reached = [target] + [f"{target}.{n}" for n in names]
+            bad += [f"{mod}:{line} imports {r}" for r in reached if r.startswith("medimg.cli.cmd_") and r != mod]
+    assert not bad, "command modules importing each other:\n" + "\n".join(bad)
