@@ -11,16 +11,6 @@ __all__ = ["pixel_spacing_to_xyz", "add_pixel_spacing_option", "warn_fallback"]
 
 
 
-def __getattr__(name: str):
-    """``FALLBACK_NOTE``: :data:`medimg.measure.table.SPACING_FALLBACK_NOTE`, imported only when used (building the
-    parser must not import numpy)."""
-    if name == "FALLBACK_NOTE":
-        from medimg.measure.table import SPACING_FALLBACK_NOTE
-
-        return SPACING_FALLBACK_NOTE
-    raise AttributeError(name)
-
-
 def warn_fallback(notes: list[str], *, quiet: bool) -> None:
     """Print the spacing fallback notes among ``notes`` on stderr, one line each, unless ``quiet``."""
     if quiet:

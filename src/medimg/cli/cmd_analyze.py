@@ -1,23 +1,12 @@
 """`medimg analyze IN -o OUT`: the main job. Chooses a pipeline, runs it, writes masks, measurements and a report.
 
 The command parses its options, calls :func:`medimg.pipelines.analysis.analyze` and writes the result
-(:mod:`medimg.pipelines.writer` holds the output contract) and prints its summary. Output contract::
-
-    OUT/report.html          one self-contained HTML report (figures embedded)
-    OUT/measurements.json    {"medimg_version", "pipeline", "input", "summary", "notes", "warnings",
-                             "measurements": [...]}: one record per structure or instance; snake_case keys, units
-                             in the name (2D images without a pixel size: _px / _px2 instead of _mm / _mm2)
-    OUT/measurements.csv     the same records, one row each
-    OUT/masks/<name>.nii.gz  label maps (3D), or OUT/masks/<name>.png (2D, uint8/uint16 label values)
+(:mod:`medimg.pipelines.writer` holds the output contract: OUT/report.html, OUT/measurements.json and .csv,
+OUT/masks/, and OUT/explain/ with a classifier) and prints its summary.
 
 With ``--classifier MODEL`` the image is also classified (as ``medimg predict`` does: calibrated probabilities,
 predictive entropy and mutual information, an explanation map), before the pipeline runs, so that a model that
-does not fit the image fails fast::
-
-    OUT/report.html          gains a "Classification" section (probability table, decision, uncertainty, figure)
-    OUT/measurements.json    gains "classification": ClassPrediction.to_dict() + model folder, folds, temperatures
-    OUT/explain/<stem>.png   the explanation figure (2D: overlay; 3D: montage of the most salient slices)
-    OUT/explain/<stem>.nii.gz  the explanation map on the input's grid
+does not fit the image fails fast.
 
 Without ``--pipeline`` every pipeline's applies rule is asked and the most confident one that was validated on
 such input runs; when none applies, nothing is written and the error says what the image looks like. A pipeline

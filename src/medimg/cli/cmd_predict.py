@@ -99,10 +99,11 @@ def run(args: argparse.Namespace) -> int:
     from medimg.cli._output import resolve_output
     from medimg.core.errors import InvalidParameterError
     from medimg.plans.model_folder import read_plan_dict
-    from medimg.tasks.registry import model_folder, task_of_plan
+    from medimg.tasks.registry import task_of_plan
+    from medimg.zoo import resolve_model
 
     resolve_output(args)
-    folder = model_folder(args.model)
+    folder = resolve_model(args.model)
     spec = task_of_plan(read_plan_dict(folder), path=folder / "plan.json")  # the plan's task field, never a guess
     if spec.predict is None or spec.name not in _RUNNERS:
         raise InvalidParameterError(

@@ -151,10 +151,11 @@ def _with_option(exc: MedimgError, *, parameter: str, path: Any = None, what: st
 
 def load_classifier_model(model: str | os.PathLike[str]) -> Any:
     """Resolve and load a classifier (folder or shipped name) for ``--classifier``; every error names the option."""
-    from medimg.tasks.registry import get_task, model_folder, task_of_folder
+    from medimg.tasks.registry import get_task, task_of_folder
+    from medimg.zoo import resolve_model
 
     try:
-        folder = model_folder(model)
+        folder = resolve_model(model)
     except MedimgError as exc:
         raise _with_option(exc, parameter="--classifier") from exc
     has_plan = (folder / "plan.json").is_file()

@@ -37,7 +37,6 @@ def _load() -> None:
 
 def applicability(image: Image) -> dict[str, Applicability]:
     """Every registered pipeline's :class:`Applicability` for ``image`` (pipelines without a rule: 0)."""
-    _load()
     out = {}
     for name in sorted(PIPELINES):
         rule = APPLIES.get(name)
@@ -83,7 +82,6 @@ def run_pipeline(image: Image, name: str | None = None, *, precision: str = "aut
     A pipeline named by the caller whose applies rule does not accept the input still runs; the result then
     carries a warning (``result.warnings``) and ``parameters["applicability"]`` records the rule's verdict.
     """
-    _load()
     if name is None:
         name, reason = choose_pipeline(image)
         verdict = APPLIES[name](image)

@@ -43,14 +43,22 @@ class VerifyReport:
         lines += [f"warning {case}: {what}. Fix: {fix}" for case, what, fix in self.warnings]
         return "\n".join(lines)
 
+    #: What one entry of the dataset is called in messages ("case", "sample").
+    UNIT = "case"
+
+    def list_hint(self) -> str:
+        """How the user lists every problem (the end of :meth:`raise_if_bad`'s fix)."""
+        return f"`medimg verify {self.root}`"
+
     def raise_if_bad(self) -> None:
         """Raise :class:`InvalidParameterError` naming the first problem and the number of problems."""
         if self.problems:
             case, what, fix = self.problems[0]
             raise InvalidParameterError(
-                f"dataset has {len(self.problems)} problem(s); first: case '{case}': {what}", parameter="dataset",
-                expected="a dataset that verifies cleanly", found=f"{len(self.problems)} problems in {self.root}",
-                fix=f"{fix}; list every problem with `medimg verify {self.root}`",
+                f"dataset has {len(self.problems)} problem(s); first: {self.UNIT} '{case}': {what}",
+                parameter="dataset", expected="a dataset that verifies cleanly",
+                found=f"{len(self.problems)} problems in {self.root}",
+                fix=f"{fix}; list every problem with {self.list_hint()}",
             )
 
 

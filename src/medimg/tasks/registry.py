@@ -24,8 +24,8 @@ from typing import Any, Callable
 
 from medimg.core.errors import InvalidParameterError
 
-__all__ = ["TaskSpec", "register_task", "get_task", "task_names", "task_of_plan", "task_of_folder", "model_folder",
-           "open_model", "TASK_PACKAGES"]
+__all__ = ["TaskSpec", "register_task", "get_task", "task_names", "task_of_plan", "task_of_folder", "open_model",
+           "TASK_PACKAGES"]
 
 #: The task packages medimg ships, in the order ``medimg train`` lists them. Importing one registers its task.
 TASK_PACKAGES = ("medimg.tasks.segment", "medimg.tasks.classify", "medimg.tasks.register")
@@ -145,23 +145,14 @@ def task_of_folder(folder: str | os.PathLike[str]) -> str:
     return task_of_plan(read_plan_dict(root), path=root / "plan.json").name
 
 
-def model_folder(model: str | os.PathLike[str]) -> Path:
-    """A model folder from a folder path or a shipped model name (``medimg models``).
-
-    Raises:
-        ImageReadError: neither a folder with plan.json nor a shipped name.
-    """
-    from medimg.zoo import resolve_model
-
-    return Path(resolve_model(model))
-
-
 def open_model(model: str | os.PathLike[str], **options: Any) -> tuple[TaskSpec, Any]:
     """Open a model folder or shipped name by its plan's task; returns the task and the loaded model.
 
     Raises:
         ImageReadError: not a model folder. InvalidParameterError: an unknown task, or bad ``options``.
     """
-    folder = model_folder(model)
+    from medimg.zoo import resolve_model
+
+    folder = resolve_model(model)
     spec = get_task(task_of_folder(folder))
     return spec, spec.loader()(folder, **options)

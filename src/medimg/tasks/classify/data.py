@@ -444,15 +444,10 @@ class ClassificationVerifyReport(VerifyReport):
             + (f" ({shapes[0]} .. {shapes[-1]})" if shapes else "") + f"; {self.n_excluded} files excluded",
         ]
 
-    def raise_if_bad(self) -> None:
-        """Raise :class:`InvalidParameterError` naming the first problem and the number of problems."""
-        if self.problems:
-            case, what, fix = self.problems[0]
-            raise InvalidParameterError(
-                f"dataset has {len(self.problems)} problem(s); first: sample '{case}': {what}", parameter="dataset",
-                expected="a dataset that verifies cleanly", found=f"{len(self.problems)} problems in {self.root}",
-                fix=f"{fix}; list every problem with verify_classification_dataset(ds).to_text()",
-            )
+    UNIT = "sample"
+
+    def list_hint(self) -> str:
+        return "verify_classification_dataset(ds).to_text()"
 
 
 def verify_classification_dataset(ds: ClassificationDataset, *,
